@@ -1,0 +1,271 @@
+"""interp's attention implementation, registered with transformers' AttentionInterface.
+
+Every model interp loads runs its attention through `interp_attention`. With nothing
+active it is transformers' SDPA path (same speed, same numbers). While a capture or an
+intervention touches a layer it additionally:
+- scales the query of heads under uniform attention (before SDPA);
+- recomputes, eagerly and in query chunks, only the heads whose probabilities are
+  edited or whose pattern is captured (memory O(chunk x N), never [heads, N, N]);
+- takes attention statistics from interp.kernels.
+Head outputs (z) are read and edited by a forward pre-hook on the output projection,
+which the runtime installs only while something is active.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from interp.capture import Capture
+from interp.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
+from interp.kernels import attention_stats
+from interp.layout import AttentionSite, HeadLayout
+
+NAME = "interp"
+QUERY_CHUNK = 1024  # queries per eager chunk: chunk x keys x heads floats stay small
+
+
+def register() -> None:
+    """Make attn_implementation="interp" known to transformers (idempotent)."""
+    AttentionInterface.register(NAME, interp_attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)  # boolean masks, None when plain causal
+
+
+class HeadRuntime:
+    """The per-model state the attention function and the o_proj hooks read: what is
+    captured and what is intervened on right now."""
+
+    def __init__(self, layout: HeadLayout, sites: list[AttentionSite]):
+        self.layout = layout
+        self.sites = sites
+        self.interventions = ActiveInterventions()
+        self.captures: list[Capture] = []
+        self.q_offset: dict[int, int] = {}  # set by attention, read by the o_proj hook
+        self._hook_handles = []
+        for site in sites:
+            site.attention._interp_site = (self, site.layer)
+
+    @property
+    def idle(self) -> bool:
+        return not self.captures and not self.interventions.items
+
+    @contextmanager
+    def active(self, interventions: list[Intervention] = (), capture: Capture | None = None):
+        """Apply interventions / a capture for the duration of the block; always restore."""
+        self.interventions.items.extend(interventions)
+        if capture is not None:
+            self.captures.append(capture)
+        self._install_hooks()
+        try:
+            yield capture
+        finally:
+            for iv in interventions:
+                self.interventions.items.remove(iv)
+            if capture is not None:
+                self.captures.remove(capture)
+            if self.idle:
+                self._remove_hooks()
+
+    def _install_hooks(self) -> None:
+        if self._hook_handles:
+            return
+        for site in self.sites:
+            hook = lambda module, args, site=site: self.on_head_outputs(site, args)
+            self._hook_handles.append(site.output_projection.register_forward_pre_hook(hook))
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hook_handles:
+            handle.remove()
+        self._hook_handles = []
+        self.q_offset.clear()
+
+    # ---- output projection input: z --------------------------------------------------------
+
+    def on_head_outputs(self, site: AttentionSite, args: tuple):
+        layer, layout = site.layer, self.layout
+        z = args[0]
+        batch, n_query = z.shape[:2]
+        q_offset = self.q_offset.get(layer, 0)
+        heads_z = z.reshape(batch, n_query, layout.n_heads, -1)
+        edits = self.interventions.at("z", layer)
+        if edits:
+            heads_z = heads_z.clone()
+            for iv in edits:
+                where = query_mask(iv.rows, iv.positions, batch, n_query, q_offset, z.device)
+                for head in iv.heads_in(layer):
+                    old = heads_z[:, :, head]
+                    new = iv.new_z(old, layer, head)
+                    heads_z[:, :, head] = new if where is None else torch.where(where[..., None], new, old)
+        in_graph = False
+        for cap in self.captures:
+            if cap.spec.wants_output and cap.wants_layer(layer):
+                self._capture_outputs(cap, site, heads_z, q_offset)
+                if not cap.spec.detach:  # gradients w.r.t. z: the model must consume this tensor
+                    cap.records["z_graph"][layer].append(heads_z)
+                    in_graph = True
+        if edits or in_graph:
+            return (heads_z.reshape(z.shape),) + tuple(args[1:])
+        return None
+
+    def _capture_outputs(self, cap: Capture, site: AttentionSite, heads_z: torch.Tensor, q_offset: int):
+        queries = cap.select_queries(heads_z.shape[1], q_offset, heads_z.device)
+        z = heads_z[:, queries][:, :, cap.heads].transpose(1, 2)  # [batch, head, pos, d_head]
+        if cap.spec.z:
+            cap.record(site.layer, "z", z)
+        if cap.spec.resid:
+            w_o = site.output_weight(self.layout.n_heads)[cap.heads].to(z.dtype)  # [head, d_head, d_model]
+            cap.record(site.layer, "resid", torch.einsum("bhpd,hdm->bhpm", z, w_o))
+        if not cap.spec.wants_attention:  # else the attention side recorded them already
+            cap.record(site.layer, "positions", (queries + q_offset)[None, None])
+
+
+def interp_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers calls this with query [B, Hq, Nq, D] (after RoPE), key/value
+    [B, Hkv, Nk, D] and a boolean mask [B, 1, Nq, Nk] or None (plain causal)."""
+    tag = getattr(module, "_interp_site", None)
+    softcap = kwargs.pop("softcap", None)
+    if tag is None or tag[0].idle:
+        return _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs)
+
+    runtime, layer = tag
+    n_query, n_key = query.shape[2], key.shape[2]
+    q_offset = n_key - n_query  # queries are the last positions (KV cache before them)
+    runtime.q_offset[layer] = q_offset
+    scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
+    causal = kwargs.get("is_causal", getattr(module, "is_causal", True))
+
+    for iv in runtime.interventions.at("query", layer):
+        where = query_mask(iv.rows, iv.positions, query.shape[0], n_query, q_offset, query.device)
+        query = query.clone()
+        for head in iv.heads_in(layer):
+            new = iv.new_query(query[:, head])
+            query[:, head] = new if where is None else torch.where(where[..., None], new, query[:, head])
+
+    output, _ = _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs)
+    attn = EagerHeads(query, key, value, attention_mask, scaling, softcap, causal, q_offset, layer)
+
+    prob_edits = runtime.interventions.at("probs", layer)
+    edited_heads = sorted({h for iv in prob_edits for h in iv.heads_in(layer)})
+    if edited_heads:
+        output = output.clone()
+        for start in range(0, n_query, QUERY_CHUNK):
+            queries = torch.arange(start, min(start + QUERY_CHUNK, n_query), device=query.device)
+            probs = attn.probs(edited_heads, queries, prob_edits)
+            output[:, start : start + len(queries), edited_heads] = attn.mix(probs, edited_heads).transpose(1, 2).to(output.dtype)
+
+    for cap in runtime.captures:
+        if cap.spec.wants_attention and cap.wants_layer(layer):
+            _capture_attention(cap, attn, prob_edits, edited_heads)
+    return output, None
+
+
+def _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs):
+    """transformers' SDPA path; eager for soft-capped logits (gemma2), which SDPA lacks."""
+    if softcap is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    causal = kwargs.get("is_causal", getattr(module, "is_causal", True))
+    scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
+    attn = EagerHeads(query, key, value, attention_mask, scaling, softcap, causal, key.shape[2] - query.shape[2], None)
+    heads = list(range(query.shape[1]))
+    chunks = []
+    for start in range(0, query.shape[2], QUERY_CHUNK):
+        queries = torch.arange(start, min(start + QUERY_CHUNK, query.shape[2]), device=query.device)
+        chunks.append(attn.mix(attn.probs(heads, queries, []), heads))
+    return torch.cat(chunks, dim=2).transpose(1, 2).to(query.dtype).contiguous(), None
+
+
+class EagerHeads:
+    """Eager attention for a subset of heads and queries, with probability edits."""
+
+    def __init__(self, query, key, value, mask, scaling, softcap, causal, q_offset, layer):
+        self.query, self.key, self.value, self.mask = query, key, value, mask
+        self.scaling, self.softcap, self.causal, self.q_offset, self.layer = scaling, softcap, causal, q_offset, layer
+        self.group = query.shape[1] // key.shape[1]  # query heads per KV head (GQA)
+
+    def logits(self, heads: list[int], queries: torch.Tensor) -> torch.Tensor:
+        q = self.query[:, heads][:, :, queries].float()  # [B, h, q, D]
+        k = self.key[:, [h // self.group for h in heads]].float()  # [B, h, Nk, D]
+        logits = q @ k.transpose(-1, -2) * self.scaling
+        if self.softcap is not None:
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+        return logits
+
+    def visible(self, queries: torch.Tensor) -> torch.Tensor | None:
+        """Boolean [B or 1, 1, q, Nk] of allowed (query, key) pairs, or an additive float mask."""
+        if self.mask is not None:
+            return self.mask[:, :, queries]
+        if not self.causal:
+            return None
+        keys = torch.arange(self.key.shape[2], device=queries.device)
+        return (keys[None, :] <= (queries + self.q_offset)[:, None])[None, None]
+
+    def probs(self, heads: list[int], queries: torch.Tensor, edits: list[Intervention]) -> torch.Tensor:
+        ctx = AttentionContext(self.layer, heads, queries + self.q_offset, self.key.shape[2])
+        logits = self.logits(heads, queries)
+        for iv in edits:
+            logits = _edit_rows(iv, logits, heads, queries, self.layer, self.q_offset, lambda x: iv.edit_logits(x, ctx))
+        visible = self.visible(queries)
+        if visible is not None and visible.dtype == torch.bool:
+            logits = logits.masked_fill(~visible, -math.inf)
+        elif visible is not None:
+            logits = logits + visible
+        probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a row that sees nothing -> 0
+        for iv in edits:
+            probs = _edit_rows(iv, probs, heads, queries, self.layer, self.q_offset, lambda x: iv.edit_probs(x, ctx))
+        return probs
+
+    def mix(self, probs: torch.Tensor, heads: list[int]) -> torch.Tensor:
+        v = self.value[:, [h // self.group for h in heads]].float()
+        return probs @ v  # [B, h, q, D]
+
+
+def _edit_rows(iv, tensor, heads, queries, layer, q_offset, edit):
+    """Apply `edit` to the rows of `tensor` [B, h, q, K] that `iv` targets."""
+    targeted = torch.tensor([h in iv.heads_in(layer) for h in heads], device=tensor.device)
+    if not targeted.any():
+        return tensor
+    where = query_mask(iv.rows, iv.positions, tensor.shape[0], tensor.shape[2], q_offset + int(queries[0]), tensor.device)
+    full = targeted[None, :, None] if where is None else targeted[None, :, None] & where[:, None, :]
+    return torch.where(full[..., None], edit(tensor), tensor)
+
+
+def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads):
+    queries = cap.select_queries(attn.query.shape[2], attn.q_offset, attn.query.device)
+    layer = attn.layer
+    cap.record(layer, "positions", (queries + attn.q_offset)[None, None])
+    if cap.spec.pattern:
+        cap.record(layer, "pattern", attn.probs(cap.heads, queries, prob_edits))
+    stats = cap.spec.stats
+    if stats is None or not len(queries):
+        return
+    if set(edited_heads) & set(cap.heads):
+        raise NotImplementedError(
+            "statistics of heads whose probabilities are edited are not supported; capture pattern=True instead"
+        )
+    results = []
+    for run in _contiguous_runs(queries):  # the kernels take a contiguous block of queries
+        mask = attn.mask[:, :, run] if attn.mask is not None else None
+        results.append(
+            attention_stats(
+                attn.query[:, :, run], attn.key, requests=stats, scale=attn.scaling, causal=attn.causal and mask is None,
+                q_offset=attn.q_offset + int(run[0]), mask=mask, softcap=attn.softcap,
+            )
+        )
+    for name in results[0]:
+        parts = [r[name][:, cap.heads] for r in results]
+        if name in ("key_mass", "pooled"):
+            cap.record(layer, name, sum(parts))
+        else:
+            cap.record(layer, name, torch.cat(parts, dim=2))
+
+
+def _contiguous_runs(indices: torch.Tensor) -> list[torch.Tensor]:
+    if not len(indices):
+        return []
+    breaks = (indices[1:] != indices[:-1] + 1).nonzero().flatten() + 1
+    return list(torch.tensor_split(indices, breaks.tolist()))

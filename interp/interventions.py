@@ -1,0 +1,246 @@
+"""Interventions on attention heads, as plain data.
+
+An intervention says which heads, which batch rows and which positions, and what to
+do. It does nothing by itself: `InterpModel.intervene(...)` applies a list of them for
+the duration of a `with` block. Three places of an attention layer are touched:
+
+- "z": the head's output, at the input of the output projection (zero / mean
+  ablation, scaling = reinforcement);
+- "query": the head's query before the scores (uniform attention: q * eps makes all
+  logits ~0, so the head attends uniformly over the keys it can see; RoPE is linear,
+  so scaling after RoPE equals scaling before it, as in the original method);
+- "probs": the head's attention probabilities (scaling logits/probabilities on key
+  spans, and any redistribution rule, e.g. VAR).
+
+Positions are indices into the whole sequence (a KV cache included), so
+`positions=slice(prompt_len, None)` acts during decoding only. Rows select batch rows,
+so one batched forward can ablate a different head in every row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence, Union
+
+import torch
+
+from interp.errors import InterpError
+
+Head = tuple[int, int]
+HeadsLike = Union[str, Head, Sequence[Head], Sequence[str]]
+PositionsLike = Union[None, int, slice, Sequence[int], str]
+
+
+def parse_heads(heads: HeadsLike) -> tuple[Head, ...]:
+    """Accept "12.3,14.0", (12, 3), [(12, 3), (14, 0)] or ["12.3", "14.0"]."""
+    if isinstance(heads, str):
+        heads = [h for h in re.split(r"[,\s]+", heads.strip()) if h]
+    elif isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(x, int) for x in heads):
+        heads = [heads]
+    parsed = []
+    for h in heads:
+        if isinstance(h, str):
+            m = re.fullmatch(r"(\d+)[.:](\d+)", h.strip())
+            if not m:
+                raise InterpError(f"cannot read head '{h}': write heads as LAYER.HEAD, e.g. 12.3,14.0")
+            h = (int(m.group(1)), int(m.group(2)))
+        layer, head = h
+        parsed.append((int(layer), int(head)))
+    if not parsed:
+        raise InterpError("no heads given: write heads as LAYER.HEAD, e.g. 12.3,14.0")
+    return tuple(parsed)
+
+
+def query_mask(rows, positions, batch: int, n_query: int, q_offset: int, device) -> torch.Tensor | None:
+    """Boolean [batch, n_query] of the (row, query) pairs an intervention touches; None = all."""
+    if rows is None and positions is None:
+        return None
+    row_ok = torch.ones(batch, dtype=torch.bool, device=device)
+    if rows is not None:
+        row_ok = torch.zeros(batch, dtype=torch.bool, device=device)
+        row_ok[list(rows)] = True
+    absolute = torch.arange(q_offset, q_offset + n_query, device=device)
+    pos_ok = position_mask(positions, absolute)
+    return row_ok[:, None] & pos_ok[None, :]
+
+
+def position_mask(positions: PositionsLike, absolute: torch.Tensor) -> torch.Tensor:
+    """Which of the absolute positions `absolute` (this call's queries) are selected."""
+    if positions is None or positions == "all":
+        return torch.ones_like(absolute, dtype=torch.bool)
+    if positions == "last":
+        mask = torch.zeros_like(absolute, dtype=torch.bool)
+        mask[-1] = True
+        return mask
+    if isinstance(positions, int):
+        positions = [positions]
+    if isinstance(positions, slice):
+        start = positions.start or 0
+        stop = positions.stop if positions.stop is not None else torch.iinfo(torch.int64).max
+        step = positions.step or 1
+        return (absolute >= start) & (absolute < stop) & ((absolute - start) % step == 0)
+    wanted = torch.as_tensor(list(positions), device=absolute.device)
+    return torch.isin(absolute, wanted)
+
+
+@dataclass(eq=False)
+class Intervention:
+    heads: HeadsLike
+    rows: Sequence[int] | None = None
+    positions: PositionsLike = None
+    site = "z"
+
+    def __post_init__(self):
+        self.heads = parse_heads(self.heads)
+
+    def heads_in(self, layer: int) -> list[int]:
+        return [h for l, h in self.heads if l == layer]
+
+
+# ---- head output (z) -------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class ZeroAblation(Intervention):
+    """The head writes nothing: z = 0."""
+
+    def new_z(self, z: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+        return torch.zeros_like(z)
+
+
+@dataclass(eq=False)
+class MeanAblation(Intervention):
+    """z is replaced by a mean output, e.g. `model.head_means(texts)` ([layers, heads, head_dim])."""
+
+    means: torch.Tensor | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.means is None:
+            raise InterpError("MeanAblation needs means: compute them with model.head_means(texts)")
+
+    def new_z(self, z: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+        return self.means[layer, head].to(z).expand_as(z)
+
+
+@dataclass(eq=False)
+class ScaleHead(Intervention):
+    """z = factor * z: reinforcement (factor > 1, VHR uses 2) or suppression (factor < 1)."""
+
+    factor: float = 2.0
+
+    def new_z(self, z: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+        return z * self.factor
+
+
+# ---- query -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class UniformAttention(Intervention):
+    """"Undifferentiated attention": q = eps * q, so the head attends ~uniformly to the
+    keys it can see (eps = 0 makes it exactly uniform). The retrieval-head masking and
+    the Ships ablation use this."""
+
+    eps: float = 1e-5
+    site = "query"
+
+    def new_query(self, q: torch.Tensor) -> torch.Tensor:
+        return q * self.eps
+
+
+# ---- attention probabilities ----------------------------------------------------------
+
+
+@dataclass(eq=False)
+class ScaleAttention(Intervention):
+    """Scale attention on key spans [(start, end), ...]: target="logits" multiplies the
+    logits of those keys; target="probs" multiplies their probabilities and renormalises
+    the row."""
+
+    key_spans: Sequence[tuple[int, int]] = ()
+    factor: float = 2.0
+    target: str = "probs"
+    site = "probs"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.target not in ("logits", "probs"):
+            raise InterpError(f"ScaleAttention target must be 'logits' or 'probs', not '{self.target}'")
+
+    def key_mask(self, n_keys: int, device) -> torch.Tensor:
+        mask = torch.zeros(n_keys, dtype=torch.bool, device=device)
+        for start, end in self.key_spans:
+            mask[start:end] = True
+        return mask
+
+    def edit_logits(self, logits: torch.Tensor, ctx: "AttentionContext") -> torch.Tensor:
+        if self.target != "logits":
+            return logits
+        keys = self.key_mask(logits.shape[-1], logits.device)
+        return torch.where(keys, logits * self.factor, logits)
+
+    def edit_probs(self, probs: torch.Tensor, ctx: "AttentionContext") -> torch.Tensor:
+        if self.target != "probs":
+            return probs
+        keys = self.key_mask(probs.shape[-1], probs.device)
+        scaled = torch.where(keys, probs * self.factor, probs)
+        return scaled / scaled.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+@dataclass
+class AttentionContext:
+    """What a probability rule knows about the rows it edits."""
+
+    layer: int
+    heads: list[int]  # query heads of dim 1 of the probabilities
+    query_positions: torch.Tensor  # absolute positions of dim 2
+    n_keys: int
+
+
+@dataclass(eq=False)
+class Redistribute(Intervention):
+    """Apply `rule(probs [batch, heads, queries, keys], ctx) -> probs` after the softmax.
+    Rules must keep every row a distribution; `move_attention` is the generic one."""
+
+    rule: Callable[[torch.Tensor, AttentionContext], torch.Tensor] | None = None
+    site = "probs"
+
+    def edit_logits(self, logits, ctx):
+        return logits
+
+    def edit_probs(self, probs, ctx):
+        return self.rule(probs, ctx)
+
+
+def move_attention(from_keys: Sequence[int], to_keys: Sequence[int], fraction: float) -> Callable:
+    """A rule that takes `fraction` of the attention on `from_keys` and gives it to
+    `to_keys` in proportion to the attention they already have (evenly if they have
+    none). Rows keep summing to 1; exactly fraction x (mass on from_keys) moves."""
+
+    def rule(probs: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        n = probs.shape[-1]
+        src = torch.zeros(n, dtype=torch.bool, device=probs.device)
+        dst = torch.zeros(n, dtype=torch.bool, device=probs.device)
+        src[[k for k in from_keys if k < n]] = True
+        dst[[k for k in to_keys if k < n]] = True
+        dst &= ~src
+        freed = (probs * src).sum(-1, keepdim=True) * fraction
+        receiving = probs * dst
+        total = receiving.sum(-1, keepdim=True)
+        even = dst.to(probs.dtype) / dst.sum().clamp_min(1)
+        share = torch.where(total > 0, receiving / total.clamp_min(1e-30), even)
+        return torch.where(src, probs * (1 - fraction), probs) + freed * share
+
+    return rule
+
+
+@dataclass
+class ActiveInterventions:
+    """The interventions in force, grouped by where they act."""
+
+    items: list[Intervention] = field(default_factory=list)
+
+    def at(self, site: str, layer: int) -> list[Intervention]:
+        return [iv for iv in self.items if iv.site == site and iv.heads_in(layer)]

