@@ -90,6 +90,8 @@ def find_attention_sites(model: nn.Module) -> list[AttentionSite]:
             parents[id(child)] = module
         if not any(isinstance(getattr(module, n, None), nn.Module) for n in QKV_NAMES):
             continue
+        if not type(module).__module__.startswith("transformers"):
+            continue  # wrappers around the real module (TransformerLens bridge components)
         if getattr(module, "is_cross_attention", False):
             continue
         projection = _output_projection(module, parents.get(id(module)))

@@ -199,19 +199,20 @@ def _dtype(dtype) -> torch.dtype:
 
 def _wrap_loaded(model, tokenizer, processor) -> InterpModel:
     """An already loaded model: transformers, TransformerLens bridge or nnsight."""
+    from transformers import PreTrainedModel
+
     hf = model
-    if type(model).__name__ == "TransformerBridge":
-        hf = model.original_model
-        tokenizer = tokenizer or getattr(model, "tokenizer", None)
-    elif not hasattr(model, "config"):  # nnsight LanguageModel and other wrappers
-        for name in ("_model", "_module", "model"):
+    if not isinstance(model, PreTrainedModel):  # a TransformerBridge, an nnsight model, ...
+        for name in ("original_model", "_model", "_module", "model"):
             inner = getattr(model, name, None)
-            if inner is not None and hasattr(inner, "config"):
+            if isinstance(inner, PreTrainedModel):
                 hf = inner
                 break
+        else:
+            raise InterpError(
+                f"cannot use a {type(model).__name__}: pass a transformers model, a TransformerBridge or an nnsight LanguageModel"
+            )
         tokenizer = tokenizer or getattr(model, "tokenizer", None)
-    if not hasattr(hf, "config"):
-        raise InterpError(f"cannot use a {type(model).__name__}: pass a transformers model, a TransformerBridge or an nnsight LanguageModel")
     source = getattr(hf.config, "_name_or_path", "") or type(hf).__name__
     return InterpModel(hf, tokenizer, processor, source=source)
 
@@ -256,10 +257,15 @@ def _load_gguf(path: Path, dtype: torch.dtype, name: str) -> InterpModel:
     file_hash = _file_sha256(path)
     cached = cache_dir() / "models" / f"{name}-{file_hash[:16]}"
     if not (cached / "config.json").is_file():
-        hf = tf.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        gguf_model = tf.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         tokenizer = tf.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        if hasattr(hf.config, "quantization_config"):
-            del hf.config.quantization_config  # the copy holds plain float weights
+        # transformers refuses to save a GGUF-loaded model: copy its (already dequantised)
+        # weights into a plain model of the same config and save that.
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        hf = tf.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        hf.load_state_dict(gguf_model.state_dict())
         partial = cached.with_name(cached.name + f".partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         hf.save_pretrained(partial)
