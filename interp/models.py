@@ -9,7 +9,6 @@ second load takes seconds.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from interp import attention
+from interp import attention, results
 from interp.capture import Capture, CaptureSpec
 from interp.errors import InterpError
 from interp.interventions import HeadsLike, Intervention, parse_heads
@@ -242,19 +241,11 @@ def _load_pretrained(source: str, dtype: torch.dtype) -> InterpModel:
     return InterpModel(hf, tokenizer, processor, source=source)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_gguf(path: Path, dtype: torch.dtype, name: str) -> InterpModel:
     """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast)."""
     import transformers as tf
 
-    file_hash = _file_sha256(path)
+    file_hash = results.file_hash(path)
     cached = cache_dir() / "models" / f"{name}-{file_hash[:16]}"
     if not (cached / "config.json").is_file():
         gguf_model = tf.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
