@@ -1,0 +1,161 @@
+"""Time and peak memory of head statistics at growing context length, side by side in one process:
+
+  (a) sdpa   - the model's forward through SDPA only (what running the model costs anyway)
+  (b) eager  - transformers' eager attention with output_attentions (the [heads, N, N] way)
+  (c) interp - interp's forward with ALL statistics for ALL heads and ALL queries
+               (lse, argmax, entropy, mass on 2 key spans, a 64x64 pooled map, per-key mass)
+
+CPU (default): the bundled SmolLM2-135M up to its 8,192 positions.
+    python benchmarks/attention_stats.py --lengths 1024,2048,4096,8192 --eager-max 4096
+GPU (--gpu): one Llama-8B-shaped layer (32 query heads, 8 KV heads, head dim 128, random bf16 weights).
+    python benchmarks/attention_stats.py --gpu --lengths 8192,32768,131072 --eager-max 16384
+Prints one table; ratios are against (a) at the same length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import threading
+import time
+
+import torch
+import transformers as tf
+
+import interp
+from interp import StatsRequest
+from interp.data import make_haystack
+
+ALL_STATS = StatsRequest(lse=True, argmax=True, entropy=True, spans=((0, 1), (16, 64)), pooled=(64, 64), key_mass=True)
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, sampled every 2 ms) or peak CUDA allocation during a block, in GiB."""
+
+    def __init__(self, cuda: bool):
+        self.cuda, self.peak = cuda, 0.0
+
+    def _rss(self) -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+    def __enter__(self):
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        self._stop = threading.Event()
+        self.peak = self._rss()
+
+        def sample():
+            while not self._stop.wait(0.002):
+                self.peak = max(self.peak, self._rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+
+
+def measure(run, cuda: bool, repeats: int = 1):
+    """(seconds, peak GiB) of the fastest of `repeats` runs, after one warm-up on GPU."""
+    if cuda:
+        run()
+    best_time, peak = float("inf"), 0.0
+    for _ in range(repeats):
+        with PeakMemory(cuda) as memory:
+            start = time.perf_counter()
+            run()
+            if cuda:
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+        best_time, peak = min(best_time, elapsed), max(peak, memory.peak)
+    return best_time, peak
+
+
+def bundled_models():
+    model = interp.load_model()
+    eager = tf.AutoModelForCausalLM.from_pretrained(model.hf.config._name_or_path, attn_implementation="eager").eval()
+    return model, eager
+
+
+def llama8b_layer(device):
+    config = tf.LlamaConfig(vocab_size=1024, hidden_size=4096, intermediate_size=14336, num_hidden_layers=1,
+                            num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144)
+    torch.manual_seed(0)
+    hf = tf.LlamaForCausalLM(config).to(device=device, dtype=torch.bfloat16).eval()
+    eager = tf.LlamaForCausalLM(config).to(device=device, dtype=torch.bfloat16).eval()
+    eager.load_state_dict(hf.state_dict())
+    eager.set_attn_implementation("eager")
+    return interp.InterpModel(hf, source="llama-8b-layer"), eager
+
+
+def input_ids(model, n: int, device) -> torch.Tensor:
+    if model.tokenizer is None:
+        return torch.randint(0, model.hf.config.vocab_size, (1, n), device=device)
+    text = make_haystack(model.tokenizer, n + 64)
+    ids = model.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :n]
+    return ids.to(device)
+
+
+def attention_tflops(layout, n: int, seconds: float) -> float:
+    """Causal QK^T for every query head (what the statistics need), per second."""
+    flops = 2 * layout.n_layers * layout.n_heads * layout.head_dim * n * (n + 1) / 2
+    return flops / seconds / 1e12
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpu", action="store_true", help="a Llama-8B-shaped layer on CUDA instead of the bundled model")
+    parser.add_argument("--lengths", default=None, help="comma-separated context lengths")
+    parser.add_argument("--eager-max", type=int, default=None, help="longest context to try eager attention at")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    cuda = args.gpu
+    device = "cuda" if cuda else "cpu"
+    lengths = [int(x) for x in (args.lengths or ("8192,32768,131072" if cuda else "1024,2048,4096,8192")).split(",")]
+    eager_max = args.eager_max or (16384 if cuda else 4096)
+    model, eager = llama8b_layer(device) if cuda else bundled_models()
+    torch.set_grad_enabled(False)
+
+    rows = []
+    for n in lengths:
+        ids = input_ids(model, n, device)
+        sdpa = measure(lambda: model.hf(input_ids=ids, logits_to_keep=1), cuda, args.repeats)
+
+        def with_stats():
+            with model.capture(stats=ALL_STATS, positions="all"):
+                model.hf(input_ids=ids, logits_to_keep=1)
+
+        stats = measure(with_stats, cuda, args.repeats)
+        rows.append((n, sdpa, stats))
+        print(f"N={n}: sdpa {sdpa[0]:.2f}s {sdpa[1]:.2f}GiB | interp stats {stats[0]:.2f}s {stats[1]:.2f}GiB", flush=True)
+    eager_rows = {}
+    for n in [n for n in lengths if n <= eager_max]:  # last: eager's peak can swamp the others
+        ids = input_ids(model, n, device)
+        eager_rows[n] = measure(lambda: eager(input_ids=ids, output_attentions=True, logits_to_keep=1), cuda, 1)
+        print(f"N={n}: eager {eager_rows[n][0]:.2f}s {eager_rows[n][1]:.2f}GiB", flush=True)
+
+    memory = "peak GPU alloc" if cuda else "peak RSS"
+    print(f"\n{'N':>7} | {'sdpa s':>7} {memory:>14} | {'eager s':>8} {memory:>14} | {'interp s':>8} {memory:>14} | "
+          f"{'stats/sdpa time':>15} {'stats/sdpa mem':>14} | {'stats TFLOP/s':>13}")
+    for n, (t_a, m_a), (t_c, m_c) in rows:
+        t_b, m_b = eager_rows.get(n, (float("nan"), float("nan")))
+        print(f"{n:>7} | {t_a:>7.2f} {m_a:>12.2f}GB | {t_b:>8.2f} {m_b:>12.2f}GB | {t_c:>8.2f} {m_c:>12.2f}GB | "
+              f"{t_c / t_a:>15.2f} {m_c / m_a:>14.2f} | {attention_tflops(model.layout, n, t_c):>13.3f}")
+    print(f"\n{model}; device {device}; eager run up to N={eager_max}; interp statistics impl: "
+          f"{'triton' if cuda else 'chunked'} (INTERP_STATS_IMPL overrides)")
+
+
+if __name__ == "__main__":
+    main()
