@@ -56,6 +56,12 @@ class InterpModel:
 
     def __init__(self, hf_model: nn.Module, tokenizer=None, processor=None, source: str = "", file_hash: str | None = None):
         attention.register()
+        if not getattr(hf_model, "_supports_attention_backend", False):
+            raise InterpError(
+                f"{type(hf_model).__name__} computes attention in its own code, not through transformers' "
+                "AttentionInterface, so interp cannot see its heads: use a supported architecture "
+                "(llama, mistral, qwen2, gemma, gpt2, gpt_neox, bert, llava, ...)"
+            )
         if hf_model.config._attn_implementation != attention.NAME:
             hf_model.set_attn_implementation(attention.NAME)
         self.hf = hf_model.eval()

@@ -74,3 +74,14 @@ def test_decode_only_intervention_leaves_prefill_alone(llama):
 def test_prompt_longer_than_the_model_allows(llama):
     with pytest.raises(InterpError, match="allows 128"):
         llama({"input_ids": torch.zeros(1, 200, dtype=torch.long)})
+
+
+@pytest.mark.parametrize("make", [
+    lambda tf: tf.BloomForCausalLM(tf.BloomConfig(vocab_size=64, hidden_size=32, n_layer=2, n_head=4)),
+    lambda tf: tf.MambaForCausalLM(tf.MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=4)),
+])
+def test_unsupported_architectures_get_a_clear_error(make):
+    import transformers as tf
+
+    with pytest.raises(InterpError, match="interp cannot"):
+        interp.load_model(make(tf))
