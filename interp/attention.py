@@ -22,6 +22,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from interp.capture import Capture
+from interp.errors import InterpError
 from interp.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
 from interp.kernels import attention_stats
 from interp.layout import AttentionSite, HeadLayout
@@ -247,8 +248,11 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
         raise NotImplementedError(
             "statistics of heads whose probabilities are edited are not supported; capture pattern=True instead"
         )
+    runs = _contiguous_runs(queries)  # the kernels take a contiguous block of queries
+    if stats.pooled is not None and len(runs) > 1:
+        raise InterpError("pooled maps need a contiguous block of query positions: use positions='all', 'last' or a slice")
     results = []
-    for run in _contiguous_runs(queries):  # the kernels take a contiguous block of queries
+    for run in runs:
         mask = attn.mask[:, :, run] if attn.mask is not None else None
         results.append(
             attention_stats(
@@ -258,7 +262,7 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
         )
     for name in results[0]:
         parts = [r[name][:, cap.heads] for r in results]
-        if name in ("key_mass", "pooled"):
+        if name == "key_mass":  # summed over the captured queries
             cap.record(layer, name, sum(parts))
         else:
             cap.record(layer, name, torch.cat(parts, dim=2))

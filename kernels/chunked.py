@@ -1,9 +1,9 @@
 """Chunked PyTorch attention statistics: the exact fp32 reference, and the path for CPU / any device.
 
-Loop over query chunks; for each chunk compute the fp32 logits of every query head against all keys
-([B, Hkv, G, C, Nk], C = chunk), mask them, and reduce them to statistics right away. Peak memory is a
-few times B*Hq*C*Nk*4 bytes, never B*Hq*Nq*Nk. Everything inside a chunk is vectorised over batch,
-heads and keys. Call through kernels.stats.attention_stats, which validates and fills in defaults.
+Loop over query chunks; for each chunk compute the fp32 logits of every query head against the keys the
+chunk can see ([B, Hkv, G, C, W], C = chunk, W <= Nk), mask them, and reduce them to statistics right away.
+Peak memory is about 2 * B*Hq*C*Nk*4 bytes, never B*Hq*Nq*Nk. Everything inside a chunk is vectorised over
+batch, heads and keys. Call through kernels.stats.attention_stats, which validates and fills in defaults.
 """
 from __future__ import annotations
 
@@ -19,14 +19,19 @@ def default_chunk(B: int, Hq: int, Nq: int, Nk: int) -> int:
     return max(1, min(Nq, CHUNK_BYTES // (B * Hq * Nk * 4)))
 
 
-def _span_sums(cs: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
-    """cs [B, Hkv, G, C, Nk+1] prefix sums of p over keys (cs[..., j] = sum_{j' < j} p); spans [1|B, S, 2].
-
-    Returns the mass of each half-open span, cs[end] - cs[start], as [B, Hkv, G, C, S]."""
+def _prefix(cs: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Sum of p over keys < pos, from inclusive prefix sums cs [B, Hkv, G, C, W]; pos [1|B, S] -> [B, Hkv, G, C, S]."""
     B, Hkv, G, C, _ = cs.shape
-    idx = spans.view(spans.shape[0], 1, 1, 1, -1, 2).expand(B, Hkv, G, C, -1, 2)
-    mass = cs.gather(-1, idx[..., 1]) - cs.gather(-1, idx[..., 0])
-    return mass.clamp_min_(0)  # prefix-sum differences can round a few ulp below zero
+    pos = pos.view(pos.shape[0], 1, 1, 1, -1)
+    return cs.gather(-1, (pos - 1).clamp_min(0).expand(B, Hkv, G, C, -1)).masked_fill_(pos == 0, 0.0)
+
+
+def _span_sums(cs: torch.Tensor, spans: torch.Tensor, lo: int) -> torch.Tensor:
+    """Mass of each half-open key span [start, end) as prefix(end) - prefix(start): O(S) per query, any S.
+
+    cs covers keys [lo, lo + W); keys outside have p = 0, so span ends are clamped into that window."""
+    local = (spans - lo).clamp_(0, cs.shape[-1])
+    return (_prefix(cs, local[..., 1]) - _prefix(cs, local[..., 0])).clamp_min_(0)  # rounding can dip below 0
 
 
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
@@ -36,13 +41,12 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     G = Hq // Hkv
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
-    C = chunk_size or default_chunk(B, Hq, Nq, Nk)
+    C = min(chunk_size or default_chunk(B, Hq, Nq, Nk), max(Nq, 1))
 
     # GQA without copying K per query head: view q as [B, Hkv, G, Nq, D] and let the G heads of a
     # group share one K. The single fp32 copy of K is Hkv-sized and makes the logits exact in fp32.
     qg = q.view(B, Hkv, G, Nq, D)
     kT = k.float().transpose(-1, -2)  # [B, Hkv, D, Nk]
-    kpos = torch.arange(Nk, device=dev)
     pad = None if key_padding is None else ~key_padding.view(B, 1, 1, 1, Nk)
     if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
@@ -65,19 +69,35 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         bins = key_bin_edges(Nk, k_bins, dev).unsqueeze(0)  # key bins are just spans
     if req.key_mass:
         out["key_mass"] = torch.zeros(B, Hq, Nk, **f32)
-    # views with the head axis split as [Hkv, G], so chunk results can be written in place
-    grouped = {name: t.view(B, Hkv, G, *t.shape[2:]) for name, t in out.items() if name not in ("pooled", "key_mass")}
+    # views with the head axis split as [Hkv, G], so chunk results are written in place
+    grouped = {name: t.view(B, Hkv, G, *t.shape[2:]) for name, t in out.items()}
+
+    # Two [B, Hq, C, Nk] buffers reused by every chunk. On CPU a fresh tensor this size costs more in page
+    # faults than the arithmetic on it, so every step below works in place.
+    sbuf = torch.empty(B * Hq * C * Nk, **f32)
+    pbuf = torch.empty_like(sbuf) if need_p else None
 
     for i0 in range(0, Nq, C):
         i1 = min(i0 + C, Nq)
         n = i1 - i0
+        # Keys [lo, hi) are the only ones this chunk can see (causal: none after the last query; window:
+        # none before the first query's window), so causal prefill costs about half of all-pairs.
+        hi = min(Nk, q_offset + i1) if causal else Nk
+        lo = max(0, q_offset + i0 - sliding_window + 1) if sliding_window is not None else 0
+        if hi <= lo:  # the chunk sees no key at all: keep one key, the position masks below hide it
+            lo, hi = 0, 1
+        w = hi - lo
+
+        s = sbuf[: B * Hq * n * w].view(B, Hkv, G, n, w)
         qc = qg[:, :, :, i0:i1].float().reshape(B, Hkv, G * n, D)
-        s = torch.matmul(qc, kT).view(B, Hkv, G, n, Nk).mul_(scale)
+        torch.matmul(qc, kT[..., lo:hi], out=s.view(B, Hkv, G * n, w))
+        s.mul_(scale)
         if softcap is not None:
             s.div_(softcap).tanh_().mul_(softcap)
 
-        # Masks are built for this chunk only, from positions; -inf logits are "not visible".
+        # Masks are built for this chunk only, from positions; a -inf logit is a hidden key.
         qpos = (q_offset + torch.arange(i0, i1, device=dev)).unsqueeze(1)
+        kpos = torch.arange(lo, hi, device=dev)
         hidden = None
         if causal:
             hidden = kpos > qpos
@@ -87,38 +107,46 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         if hidden is not None:
             s.masked_fill_(hidden, NEG_INF)
         if pad is not None:
-            s.masked_fill_(pad, NEG_INF)
+            s.masked_fill_(pad[..., lo:hi], NEG_INF)
         if mask is not None:
-            m = mask[:, :, :, i0:i1]
-            s = s.masked_fill_(~m, NEG_INF) if m.dtype == torch.bool else s.add_(m)
+            m = mask[:, :, :, i0:i1, lo:hi]
+            if m.dtype == torch.bool:
+                s.masked_fill_(~m, NEG_INF)
+            else:
+                s.add_(m)
 
-        lse = torch.logsumexp(s, dim=-1)  # -inf for a query that sees no key
-        # lse_safe = 0 for those queries so that exp(s - lse_safe) = exp(-inf) = 0 instead of NaN
-        lse_safe = lse.masked_fill(lse == NEG_INF, 0.0)
-        dead = lse == NEG_INF
-        if req.lse:
-            grouped["lse"][..., i0:i1] = lse
         if req.argmax:
-            best = s.argmax(dim=-1, keepdim=True)  # torch returns the first maximal index: ties -> smallest key
-            grouped["argmax_prob"][..., i0:i1] = (s.gather(-1, best).squeeze(-1) - lse_safe).exp_()
-            grouped["argmax"][..., i0:i1] = best.squeeze(-1).masked_fill_(dead, -1)
+            best = s.argmax(dim=-1) + lo  # torch returns the first maximal index: ties -> smallest key
+        # Softmax relative to the row max. A query that sees no key has max -inf; using 0 instead makes
+        # its exp(s - max) = 0 rather than NaN, so l = 0 and lse = log 0 = -inf fall out naturally.
+        mx = s.amax(dim=-1, keepdim=True)
+        mx.masked_fill_(mx == NEG_INF, 0.0)
+        d = s.sub_(mx)  # s - max <= 0
+        e = torch.exp(d, out=pbuf[: s.numel()].view_as(s)) if need_p else d.exp_()
+        l = e.sum(dim=-1)
+        dead = l == 0
+        l_safe = l.masked_fill(dead, 1.0)
+        if req.lse:
+            grouped["lse"][..., i0:i1] = mx.squeeze(-1) + l.log()
+        if req.argmax:
+            grouped["argmax"][..., i0:i1] = best.masked_fill_(dead, -1)
+            grouped["argmax_prob"][..., i0:i1] = l_safe.reciprocal().masked_fill_(dead, 0.0)  # exp(max - lse)
         if not need_p:
             continue
 
-        logp = s.sub_(lse_safe.unsqueeze(-1))  # reuse the logits buffer: log A
-        p = logp.exp()
         if req.entropy:
-            # Masked keys have p = 0 and log p = -inf; clamping makes 0 * log 0 = 0 instead of NaN.
-            grouped["entropy"][..., i0:i1] = -(p * logp.clamp_min_(torch.finfo(torch.float32).min)).sum(-1)
+            # H = -sum p log p = log l - sum(e * d) / l. Hidden keys have e = 0 and d = -inf; clamping d
+            # makes their term 0 instead of NaN. Dead rows give log 1 - 0 = 0.
+            t = d.clamp_min_(torch.finfo(torch.float32).min).mul_(e).sum(dim=-1)
+            grouped["entropy"][..., i0:i1] = l_safe.log() - t / l_safe
+        p = e.div_(l_safe.unsqueeze(-1))  # the attention probabilities of this chunk
         if req.key_mass:
-            out["key_mass"].view(B, Hkv, G, Nk).add_(p.sum(dim=-2))
+            grouped["key_mass"][..., lo:hi] += p.sum(dim=-2)
         if spans is not None or pooled is not None:
-            # Prefix sums over keys turn any key span into one subtraction: O(Nk + S) per query.
-            cs = torch.nn.functional.pad(p.cumsum(dim=-1), (1, 0))
+            cs = torch.cumsum(p, dim=-1, out=s)  # the logits buffer is free now
             if spans is not None:
-                grouped["span_mass"][..., i0:i1, :] = _span_sums(cs, spans)
+                grouped["span_mass"][..., i0:i1, :] = _span_sums(cs, spans, lo)
             if pooled is not None:
-                per_kbin = _span_sums(cs, bins).reshape(B, Hq, n, k_bins)
                 qbin = torch.arange(i0, i1, device=dev) * q_bins // Nq
-                out["pooled"].index_add_(2, qbin, per_kbin)
+                out["pooled"].index_add_(2, qbin, _span_sums(cs, bins, lo).reshape(B, Hq, n, k_bins))
     return out

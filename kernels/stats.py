@@ -8,6 +8,7 @@ This file only validates arguments, fills in defaults and dispatches.
 """
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ class StatsRequest:
     lse: bool = False  # "lse" [B,Hq,Nq] log-sum-exp of the logits (-inf where a query sees no key)
     argmax: bool = False  # "argmax" [B,Hq,Nq] int64 key index (ties -> smallest), "argmax_prob" [B,Hq,Nq]
     entropy: bool = False  # "entropy" [B,Hq,Nq], nats
-    spans: tuple = ()  # key spans [(start, end), ...] half-open, or LongTensor [S,2] / [B,S,2] -> "span_mass" [B,Hq,Nq,S]
+    spans: tuple = ()  # half-open key spans [(start, end), ...] or LongTensor [S,2] / [B,S,2]
+    #                    -> "span_mass" [B,Hq,Nq,S]
     pooled: tuple | None = None  # (q_bins, k_bins) -> "pooled" [B,Hq,q_bins,k_bins], summed probability;
     #                              query i -> bin i*q_bins//Nq, key j -> bin j*k_bins//Nk
     key_mass: bool = False  # "key_mass" [B,Hq,Nk] = sum over queries of A[i, j]
@@ -56,13 +58,14 @@ def normalize_spans(spans, B: int, Nk: int, device) -> torch.Tensor:
         t = spans.to(device=device, dtype=torch.long)
     else:
         try:
-            t = torch.tensor([tuple(map(int, s)) for s in spans], dtype=torch.long, device=device).reshape(-1, 2)
+            pairs = [(operator.index(a), operator.index(b)) for a, b in spans]
         except (TypeError, ValueError):
             _bad("spans must be a list of (start, end) pairs or a LongTensor [S, 2] / [B, S, 2]")
+        t = torch.tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2)
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() != 3 or t.shape[-1] != 2 or t.shape[0] not in (1, B):
-        _bad(f"spans must have shape [S, 2] or [B={B}, S, 2], got {tuple(spans.shape)}; pass (start, end) pairs")
+        _bad(f"spans must have shape [S, 2] or [B={B}, S, 2], got {tuple(t.shape)}; pass (start, end) pairs")
     if t.numel() and ((t[..., 0] < 0) | (t[..., 1] > Nk) | (t[..., 0] > t[..., 1])).any():
         _bad(f"every span needs 0 <= start <= end <= Nk={Nk} (half-open key range); fix the offending spans")
     return t
@@ -111,7 +114,7 @@ def attention_stats(
     B, Hq, Nq, D = q.shape
     Bk, Hkv, Nk, Dk = k.shape
     if Bk != B or Dk != D:
-        _bad(f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree on batch and head dim: q [B,Hq,Nq,D], k [B,Hkv,Nk,D]")
+        _bad(f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree on B and D (q [B,Hq,Nq,D], k [B,Hkv,Nk,D])")
     if Hkv == 0 or Hq % Hkv:
         _bad(f"Hq={Hq} must be a multiple of Hkv={Hkv} (grouped-query attention); check the head axis is dim 1")
     if Nk == 0:
@@ -158,7 +161,7 @@ def attention_stats(
         if not _triton_importable():
             _bad("impl='triton' needs the triton package; install it or use impl='chunked'")
         if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            _bad("impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before importing triton); use impl='chunked'")
+            _bad("impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 before importing triton); use impl='chunked'")
         # Cases the kernel does not cover fall back to the exact chunked path, silently by design.
         if mask is not None or q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or Nq == 0:
             impl = "chunked"
