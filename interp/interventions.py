@@ -216,8 +216,10 @@ class Redistribute(Intervention):
 
 def move_attention(from_keys: Sequence[int], to_keys: Sequence[int], fraction: float) -> Callable:
     """A rule that takes `fraction` of the attention on `from_keys` and gives it to
-    `to_keys` in proportion to the attention they already have (evenly if they have
-    none). Rows keep summing to 1; exactly fraction x (mass on from_keys) moves."""
+    `to_keys` in proportion to the attention they already have. Rows keep summing to 1;
+    exactly fraction x (mass on from_keys) moves. A row that gives the receiving keys no
+    attention at all (e.g. they lie in its future) is left as it is: the rule never
+    creates attention to a key the query cannot see."""
 
     def rule(probs: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         n = probs.shape[-1]
@@ -226,12 +228,12 @@ def move_attention(from_keys: Sequence[int], to_keys: Sequence[int], fraction: f
         src[[k for k in from_keys if k < n]] = True
         dst[[k for k in to_keys if k < n]] = True
         dst &= ~src
-        freed = (probs * src).sum(-1, keepdim=True) * fraction
         receiving = probs * dst
         total = receiving.sum(-1, keepdim=True)
-        even = dst.to(probs.dtype) / dst.sum().clamp_min(1)
-        share = torch.where(total > 0, receiving / total.clamp_min(1e-30), even)
-        return torch.where(src, probs * (1 - fraction), probs) + freed * share
+        movable = total > 0
+        freed = (probs * src).sum(-1, keepdim=True) * fraction
+        moved = torch.where(src, probs * (1 - fraction), probs) + freed * receiving / total.clamp_min(1e-30)
+        return torch.where(movable, moved, probs)
 
     return rule
 

@@ -1,0 +1,247 @@
+"""analyses.sinks: planted sinks and massive activations on tiny random models (known
+answers), an eager cross-check of the per-token importances, a tiny LLaVA on a real
+photo with planted visual sinks, and the bundled SmolLM2."""
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+import transformers as tf
+
+from interp import InterpModel
+from interp.analyses import sinks
+from tests.tiny import ARCHS, CONFIGS, build_hf, random_ids, tiny_tokenizer
+
+PLANTED_TOKEN = "w46"  # id 48 in tiny_tokenizer
+DIM = 7  # the hidden dimension that carries the planted massive activation
+MASSIVE = 300.0
+PROMPT = " ".join(f"w{i}" for i in [1, 2, 3, 46, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])  # planted token at 3
+
+
+def plant_massive(embedding: torch.nn.Embedding, token_id: int, dim: int = DIM, value: float = MASSIVE):
+    """Only `token_id` has hidden dimension `dim`, and a huge value there."""
+    with torch.no_grad():
+        embedding.weight[:, dim] = 0
+        embedding.weight[token_id, dim] = value
+
+
+def plant_sink(model: InterpModel, dim: int = DIM, key_scale: float = 2.0, query_bias: float = 4.0):
+    """Every query attends to the token that has hidden dimension `dim`: in every head one
+    query/key coordinate is a constant query bias times a key reading only `dim`. The slowest
+    rotary pair is used, so RoPE leaves that product ~unchanged (cos of < 0.02 rad at 64 tokens)."""
+    L, hd = model.layout, model.layout.head_dim
+    slow = hd // 2 - 1
+    with torch.no_grad():
+        for site in model.sites:
+            attn = site.attention
+            for kv in range(L.n_kv_heads):
+                attn.k_proj.weight[kv * hd + slow] = 0
+                attn.k_proj.weight[kv * hd + slow, dim] = key_scale
+            for h in range(L.n_heads):
+                attn.q_proj.weight[h * hd + slow] = 0
+                attn.q_proj.bias[h * hd + slow] = query_bias
+
+
+def planted_llama(sink: bool = True) -> InterpModel:
+    torch.manual_seed(0)
+    config = CONFIGS["llama"]()
+    config.attention_bias = True  # q_proj gets the bias that plant_sink sets
+    hf = tf.LlamaForCausalLM(config).eval()
+    tokenizer = tiny_tokenizer()
+    model = InterpModel(hf, tokenizer, source="tiny-llama-planted")
+    plant_massive(hf.model.embed_tokens, tokenizer.convert_tokens_to_ids(PLANTED_TOKEN))
+    if sink:
+        plant_sink(model)
+    return model
+
+
+def test_planted_sink_is_the_top_sink_token_in_every_head():
+    model = planted_llama()
+    tables = sinks.scan(model, prompts=[PROMPT], sink_positions=(3,))
+    heads, tokens = tables["heads"], tables["tokens"]
+    assert len(heads) == 2 * 4 and (heads["score"] > 0.99).all() and (heads["sink_rate"] == 1).all()
+    top = tokens[tokens["rank"] == 1].iloc[0]
+    assert (top["position"], top["token"], top["sink_heads"]) == (3, PLANTED_TOKEN, 8)
+    assert top["importance"] > 0.99
+    # the first token is no sink here: it only gets attention from the 3 queries before the plant
+    first = sinks.scan(model, prompts=[PROMPT])["heads"]
+    assert (first["score"] < 0.3).all() and (first["sink_rate"] == 0).all()
+    # and the sink token is the one carrying the massive activation
+    summary = tables["summary"].set_index("metric")["value"]
+    assert summary["top_sink_carries_massive"] == 1.0 and summary["massive_tokens_in_top3"] == 1.0
+
+
+def test_planted_massive_dimension_is_found_on_repeated_tokens():
+    model = planted_llama(sink=False)
+    prompt = " ".join(["w46", "w1", "w2", "w3", "w4", "w46", "w5", "w6"])  # a "BOS" and its repeat
+    tables = sinks.scan(model, prompts=[prompt])
+    entries = tables["massive_entries"]
+    assert set(entries["dim"]) == {DIM} and set(entries["token"]) == {PLANTED_TOKEN}
+    assert sorted(zip(entries["layer"], entries["position"])) == [(0, 0), (0, 5), (1, 0), (1, 5)]
+    assert (entries["value"].abs() > 100).all() and (entries["ratio"] > 1000).all()
+    by_layer = tables["massive"]
+    assert list(by_layer["layer"]) == [0, 1] and list(by_layer["n_entries"]) == [2, 2]
+    assert sinks.massive_dims(model, [model.tokenize(prompt)]) == [DIM]
+    # a planted massive token is also an outlier of its own dimension: phi ~ sqrt(64) = 8
+    assert sinks.sink_tokens(model, model.tokenize(prompt), [DIM], tau=4) == {0: [0, 5], 1: [0, 5]}
+    assert sinks.sink_tokens(model, model.tokenize(prompt), [DIM + 1], tau=4) == {0: [], 1: []}
+
+
+def close(column, tensor, atol=1e-5) -> bool:
+    return torch.allclose(torch.tensor(column.to_numpy(), dtype=torch.float64), tensor.double(), atol=atol)
+
+
+def test_resumed_scan_skips_saved_samples_and_tables_round_trip_through_parquet(tmp_path, monkeypatch):
+    from interp.results import ResultsDir
+
+    model = planted_llama()
+    results = ResultsDir(tmp_path / "out")
+    prompts = [PROMPT, "w46 w1 w2 w3", "w5 w6 w7 w46 w8"]
+    first = sinks.scan(model, prompts=prompts, results=results)
+    monkeypatch.setattr(sinks, "key_importance", lambda *a, **k: pytest.fail("a saved sample was measured again"))
+    again = sinks.scan(model, prompts=prompts, results=results)
+    for name, table in first.items():
+        pd.testing.assert_frame_equal(table, again[name], check_dtype=False)
+        if name == "heads":
+            results.write_table("sinks", table)  # validated as a head table
+        else:
+            results.write_table("sinks", table, table=name)
+        pd.testing.assert_frame_equal(results.read_table("sinks", None if name == "heads" else name), table, check_dtype=False)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_layer_inputs_are_the_hidden_states_transformers_reports(arch):
+    model = InterpModel(build_hf(arch), source=f"tiny-{arch}")
+    ids = random_ids(batch=1)
+    seen = {}
+    sinks.each_layer_input(model, {"input_ids": ids}, lambda layer, x: seen.__setitem__(layer, x))
+    with torch.no_grad():
+        reported = model.hf.base_model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert sorted(seen) == list(range(model.layout.n_layers))
+    for layer, x in seen.items():
+        assert torch.equal(x, reported[layer][0])  # hidden_states[l] is the input of layer l
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "gemma2"])  # causal, sliding window 6, alternating + softcap
+def test_token_importance_matches_eager_attention(arch):
+    eager = build_hf(arch)
+    model = InterpModel(copy.deepcopy(eager), tiny_tokenizer(), source=f"tiny-{arch}")
+    prompts = [" ".join(f"w{i}" for i in range(3, 17)), " ".join(f"w{i}" for i in range(40, 50))]
+    eps = 0.2
+    tables = sinks.scan(model, prompts=prompts, eps=eps)
+    tokens = tables["tokens"]
+    heads_score = []
+    for sample, prompt in enumerate(prompts):
+        ids = model.tokenize(prompt)["input_ids"]
+        with torch.no_grad():
+            attention = torch.stack(eager(input_ids=ids, output_attentions=True).attentions)[:, 0]  # [L, H, N, N]
+        # Gu et al.: mean attention a key receives from the queries that see it (nonzero entries)
+        importance = attention.sum(-2) / (attention > 0).sum(-2)
+        rows = tokens[tokens["sample"] == f"text:{sample}"]
+        assert close(rows["importance"], importance.mean((0, 1)))
+        assert list(rows["sink_heads"]) == (importance > eps).sum((0, 1)).tolist()
+        heads_score.append(importance[..., 0])
+    assert close(tables["heads"]["score"], torch.stack(heads_score).mean(0).flatten())
+
+
+# ---- a tiny LLaVA with a real photo -------------------------------------------------------------
+
+IMAGE_TOKEN_ID = 95  # CONFIGS["llava"] image_token_index
+VISUAL_SINK_PATCHES = (2, 7)  # image tokens made visual sinks by plant_visual_sinks
+
+
+def llava_tokenizer():
+    """tiny_tokenizer's words plus "<image>" at the config's image token id."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<unk>": 0, "<eos>": 1, **{f"w{i}": i + 2 for i in range(IMAGE_TOKEN_ID - 2)}, "<image>": IMAGE_TOKEN_ID}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>",
+                                           extra_special_tokens={"image_token": "<image>"})
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})  # never split "<image>"
+    return tokenizer
+
+
+def llava_processor(config):
+    vision = config.vision_config
+    # The PIL image processor is CLIPImageProcessor without its torchvision backend (not installed here).
+    processor_class = tf.CLIPImageProcessorPil if hasattr(tf, "CLIPImageProcessorPil") else tf.CLIPImageProcessor
+    image_processor = processor_class(
+        size={"shortest_edge": vision.image_size}, crop_size={"height": vision.image_size, "width": vision.image_size})
+    return tf.LlavaProcessor(image_processor=image_processor, tokenizer=llava_tokenizer(), patch_size=vision.patch_size,
+                             vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1)
+
+
+def photo():
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    return Image.fromarray(load_sample_image("china.jpg"))
+
+
+def plant_visual_sinks(hf, patches=VISUAL_SINK_PATCHES, dim: int = DIM, vision_dim: int = 5, value: float = MASSIVE):
+    """The image tokens of `patches` (whatever the photo) get a massive activation in the
+    language model's dimension `dim`: their CLIP position embeddings alone carry vision
+    dimension `vision_dim`, and one projector unit, thresholded, copies it into `dim`."""
+    vision, projector = hf.model.vision_tower, hf.model.multi_modal_projector
+    with torch.no_grad():
+        vision.embeddings.patch_embedding.weight[vision_dim] = 0
+        vision.embeddings.position_embedding.weight[:, vision_dim] = 0
+        for patch in patches:
+            vision.embeddings.position_embedding.weight[1 + patch, vision_dim] = 50.0  # row 0 is the CLS token
+        unit = 0
+        projector.linear_1.weight[unit] = 0
+        projector.linear_1.weight[unit, vision_dim] = 10.0
+        projector.linear_1.bias[unit] = -30.0  # fires only where vision_dim is ~sqrt(32) after LayerNorm, not ~0
+        projector.linear_2.weight[dim] = 0
+        projector.linear_2.weight[dim, unit] = value / 25.0
+        projector.linear_2.bias[dim] = 0
+
+
+def tiny_llava() -> InterpModel:
+    """The tiny random LLaVA: a planted text sink ("w0", the first word) and visual sinks."""
+    hf = build_hf("llava")
+    processor = llava_processor(hf.config)
+    plant_massive(hf.model.language_model.embed_tokens, processor.tokenizer.convert_tokens_to_ids("w0"))
+    plant_visual_sinks(hf)
+    return InterpModel(hf, processor.tokenizer, processor, source="tiny-llava")
+
+
+IMAGE_PROMPT = "w0 <image> w5 w6 w7 w8"
+
+
+def test_visual_sinks_of_a_real_photo_on_tiny_llava():
+    model = tiny_llava()
+    inputs = sinks.image_inputs(model, photo(), IMAGE_PROMPT)
+    image = sinks.image_positions(model, inputs)
+    assert image == list(range(1, 17))  # 32x32 pixels in 8x8 patches, CLS dropped
+    expected = sorted([0] + [image[p] for p in VISUAL_SINK_PATCHES])
+    # phi <= sqrt(d_model) = 8 in this 64-wide model, so tau = 20 is unreachable: use 4
+    tables = sinks.scan(model, prompts=["w0 w1 w2 w3 w4 w5"], images=[photo()], image_prompt=IMAGE_PROMPT, tau=4)
+    assert set(tables["massive_entries"]["dim"]) == {DIM}  # the sink dimension, found not given
+    found = tables["sink_tokens"]
+    on_image = found[found["sample"] == "image:0"]
+    assert sorted(set(on_image["position"])) == expected and set(on_image["layer"]) == {0, 1}
+    assert sorted(on_image[on_image["image"]]["position"].unique()) == [image[p] for p in VISUAL_SINK_PATCHES]
+    assert sinks.sink_tokens(model, inputs, [DIM], tau=4) == {0: expected, 1: expected}
+    heads = tables["heads"]
+    for column in ("image_mass", "visual_sink_share", "image_centric"):
+        assert heads[column].between(0, 1).all()
+    assert (heads["image_mass"] > 0.2).any()  # the text queries behind 16 image tokens look at them
+
+
+@pytest.mark.bundled
+def test_bundled_sink_rate_massive_dims_and_their_tokens():
+    import interp
+
+    model = interp.load_model()
+    tables = sinks.scan(model, samples=3)
+    heads, summary = tables["heads"], tables["summary"].set_index("metric")["value"]
+    assert len(heads) == 270 and 0.2 < summary["sink_rate"] < 1
+    massive = tables["massive_entries"]
+    assert len(massive) and (massive["position"] == 0).all()  # SmolLM2's massive activations sit on the first token
+    assert summary["top_sink_carries_massive"] == 1.0  # ... which is also its top sink token
+    tokens = tables["tokens"]
+    assert (tokens[tokens["position"] == 0]["rank"] == 1).all()
