@@ -1,0 +1,378 @@
+"""Head explorer: browse an interp results directory, pick a head, see where it attends, ablate it.
+
+    interp explore results/smollm2
+    streamlit run apps/head_explorer.py -- results/smollm2      (the same)
+
+It reads only the results format (interp.results). Browsing needs no model; the model named
+in the manifest is loaded the first time a panel runs it (attention pattern, ablation) and
+then kept for the session (st.cache_resource).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from interp.cli import Mode, ablation_effect, load_recorded_model, make_intervention
+from interp.data import load_prompts
+from interp.errors import InterpError
+from interp.kernels import StatsRequest
+from interp.results import ResultsDir, open_results
+
+TOKEN_LEVEL_LIMIT = 64  # longer prompts are shown as a pooled map: a token grid would be unreadable
+POOLED_BINS = (64, 64)
+DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is"
+DEFAULT_QUESTION = "What is the capital of France?"
+
+
+# ---- reading results -------------------------------------------------------------------------
+
+
+def open_chosen_results() -> ResultsDir:
+    """The directory from the command line (after `--`) or typed into the sidebar."""
+    default = sys.argv[1] if len(sys.argv) > 1 else ""
+    path = st.sidebar.text_input("Results directory", value=default, key="results_dir",
+                                 help="a directory written by `interp scan`")
+    if not path:
+        st.info("Enter a results directory written by `interp scan` in the sidebar.")
+        st.stop()
+    try:
+        return open_results(path)
+    except InterpError as e:
+        st.error(str(e))
+        st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def read_tables(path: str, updated: str) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, pd.DataFrame]]]:
+    """(head tables by analysis, per-sample tables by analysis and name). `updated` (the
+    manifest's time stamp) is only part of the cache key, so a new scan is picked up."""
+    results = ResultsDir(path)
+    heads, samples = {}, {}
+    for analysis, table in results.tables():
+        try:
+            df = results.read_table(analysis, table)
+        except InterpError as e:
+            st.warning(str(e))
+            continue
+        if table is None:
+            heads[analysis] = df
+        else:
+            samples.setdefault(analysis, {})[table] = df
+    return heads, samples
+
+
+def layout_of(manifest: dict, heads: dict[str, pd.DataFrame]) -> tuple[int, int]:
+    """(layers, heads per layer) from the manifest, or from the tables when it has no model."""
+    layout = (manifest.get("model") or {}).get("layout") or {}
+    if "n_layers" in layout and "n_heads" in layout:
+        return int(layout["n_layers"]), int(layout["n_heads"])
+    every = pd.concat(heads.values())
+    return int(every["layer"].max()) + 1, int(every["head"].max()) + 1
+
+
+def ranked(df: pd.DataFrame) -> pd.DataFrame:
+    table = df.sort_values("score", ascending=False, ignore_index=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+# ---- the selected head (shared by every panel) ---------------------------------------------------
+
+
+def select_head(layer: int, head: int) -> None:
+    st.session_state["layer"], st.session_state["head"] = layer, head
+
+
+def pick_from_heatmap(chart_key: str) -> None:
+    """Callback of a heat map click: the clicked cell becomes the selected head."""
+    points = st.session_state[chart_key]["selection"]["points"]
+    if points:
+        select_head(int(points[0]["x"]), int(points[0]["y"]))
+
+
+def pick_from_table(table_key: str, table: pd.DataFrame) -> None:
+    rows = st.session_state[table_key]["selection"]["rows"]
+    if rows:
+        row = table.iloc[rows[0]]
+        select_head(int(row["layer"]), int(row["head"]))
+
+
+def head_picker(n_layers: int, n_heads: int, best: pd.Series) -> tuple[int, int]:
+    st.sidebar.subheader("Head")
+    if "layer" not in st.session_state:  # start on the best head of the first analysis
+        select_head(int(best["layer"]), int(best["head"]))
+    left, right = st.sidebar.columns(2)
+    layer = left.selectbox("layer", range(n_layers), key="layer")
+    head = right.selectbox("head", range(n_heads), key="head")
+    st.sidebar.caption("or click a cell of a heat map, or a row of a ranked table")
+    return layer, head
+
+
+# ---- panels --------------------------------------------------------------------------------------
+
+
+def sidebar_manifest(manifest: dict) -> None:
+    model = manifest.get("model") or {}
+    st.sidebar.subheader("Model")
+    st.sidebar.write(f"`{model.get('source', 'unknown')}`")
+    layout = model.get("layout") or {}
+    if layout:
+        st.sidebar.caption(f"{layout.get('n_layers')} layers x {layout.get('n_heads')} heads "
+                           f"({layout.get('n_kv_heads')} KV heads), head dim {layout.get('head_dim')}")
+    entries = manifest.get("analyses") or {}
+    if entries:
+        st.sidebar.dataframe(pd.DataFrame([{"analysis": name, "status": e.get("status"), "rows": e.get("rows")}
+                                           for name, e in entries.items()]), hide_index=True)
+
+
+def heatmap_figure(df: pd.DataFrame, n_layers: int, n_heads: int, selected: tuple[int, int]) -> go.Figure:
+    """Score per (layer, head) with layers across. Streamlit reports no clicks on heat map
+    traces, so an invisible marker sits on every cell to receive them (and the hover)."""
+    grid = df.pivot_table(index="head", columns="layer", values="score").reindex(index=range(n_heads), columns=range(n_layers))
+    cells = df[["layer", "head", "score"]]
+    fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), colorscale="Viridis",
+                               colorbar=dict(title="score"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cells["layer"], y=cells["head"], mode="markers", customdata=cells["score"], showlegend=False,
+        marker=dict(symbol="square", size=18, opacity=0), selected=dict(marker=dict(opacity=0)),
+        unselected=dict(marker=dict(opacity=0)), hovertemplate="head %{x}.%{y}<br>score %{customdata:.4g}<extra></extra>",
+    ))
+    layer, head = selected
+    fig.add_shape(type="rect", x0=layer - 0.5, x1=layer + 0.5, y0=head - 0.5, y1=head + 0.5, line=dict(color="red", width=3))
+    # Fixed ranges: the invisible markers would otherwise pad the axes past the first and last cell.
+    fig.update_layout(xaxis=dict(title="layer", range=[-0.5, n_layers - 0.5], dtick=1 if n_layers <= 32 else None),
+                      yaxis=dict(title="head", range=[n_heads - 0.5, -0.5], dtick=1 if n_heads <= 32 else None),
+                      height=max(260, 26 * n_heads + 120), margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def analysis_panel(name: str, df: pd.DataFrame, n_layers: int, n_heads: int, selected: tuple[int, int]) -> None:
+    chart, table = st.columns([3, 2])
+    with chart:
+        chart_key = f"heatmap_{name}"
+        st.plotly_chart(heatmap_figure(df, n_layers, n_heads, selected), key=chart_key,
+                        on_select=partial(pick_from_heatmap, chart_key), selection_mode="points")
+    with table:
+        table_key = f"ranked_{name}"
+        top = ranked(df)
+        st.dataframe(top, key=table_key, hide_index=True, height=max(260, 26 * n_heads + 120),
+                     on_select=partial(pick_from_table, table_key, top), selection_mode="single-row")
+
+
+def head_summary(layer: int, head: int, tables: dict[str, pd.DataFrame]) -> None:
+    """The selected head's score and rank in every analysis."""
+    rows = []
+    for name, df in tables.items():
+        table = ranked(df)
+        match = table[(table["layer"] == layer) & (table["head"] == head)]
+        if len(match):
+            rows.append({"analysis": name, "score": match["score"].iloc[0], "rank": int(match["rank"].iloc[0]), "of": len(table)})
+    columns = st.columns(max(1, len(rows)))
+    for column, row in zip(columns, rows):
+        column.metric(f"{row['analysis']} score", f"{row['score']:.4g}", f"rank {row['rank']} of {row['of']}",
+                      delta_color="off", delta_arrow="off")
+
+
+def score_distribution(name: str, layer: int, head: int, heads: pd.DataFrame, per_sample: dict[str, pd.DataFrame]) -> None:
+    """This head's scores over the probes/samples of a per-sample table with layer and head
+    columns; without one, where the head stands among all heads."""
+    usable = {t: df for t, df in per_sample.items() if {"layer", "head"} <= set(df.columns)}
+    if not usable:
+        among_all_heads(name, layer, head, heads)
+        return
+    table = st.selectbox("per-sample table", list(usable), key=f"sample_table_{name}") if len(usable) > 1 else next(iter(usable))
+    df = usable[table]
+    rows = df[(df["layer"] == layer) & (df["head"] == head)]
+    numeric = [c for c in rows.select_dtypes("number").columns if c not in ("layer", "head")]
+    if rows.empty or not numeric:
+        st.caption(f"{name}.{table} holds no numbers for head {layer}.{head}.")
+        return
+    column = st.selectbox("value", numeric, index=numeric.index("score") if "score" in numeric else 0, key=f"sample_value_{name}")
+    fig = px.histogram(rows, x=column, nbins=min(40, max(5, len(rows))), title=f"head {layer}.{head}: {column} over {len(rows)} rows of {name}.{table}")
+    fig.add_vline(x=rows[column].mean(), line_dash="dash", annotation_text="mean")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key=f"distribution_{name}")
+
+
+def among_all_heads(name: str, layer: int, head: int, heads: pd.DataFrame) -> None:
+    score = heads.loc[(heads["layer"] == layer) & (heads["head"] == head), "score"]
+    fig = px.histogram(heads, x="score", nbins=40, title=f"{name} scores of all {len(heads)} heads (no per-sample table with "
+                                                        f"layer and head columns); red: head {layer}.{head}")
+    if len(score) and pd.notna(score.iloc[0]):
+        fig.add_vline(x=float(score.iloc[0]), line_color="red", line_width=3)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key=f"distribution_{name}")
+
+
+@st.cache_resource(show_spinner="loading the model ...")
+def get_model(source: str):
+    return load_recorded_model({"source": source})
+
+
+@st.cache_resource(show_spinner="computing mean head outputs over the bundled prompts ...")
+def mean_head_outputs(source: str):
+    return get_model(source).head_means(load_prompts())
+
+
+def model_or_stop(manifest: dict):
+    """The manifest's model, loaded once; None (with the reason shown) if it cannot be loaded."""
+    source = (manifest.get("model") or {}).get("source")
+    if not source:
+        st.warning("The manifest names no model, so nothing can be run.")
+        return None
+    try:
+        return get_model(source)
+    except InterpError as e:
+        st.error(f"cannot load the model of these results: {e}")
+        return None
+
+
+def token_labels(model, ids) -> list[str]:
+    # The index keeps repeated tokens apart (plotly merges equal category labels).
+    return [f"{i}:{model.tokenizer.decode([t])!r}" for i, t in enumerate(ids.tolist())]
+
+
+def attention_panel(layer: int, head: int, manifest: dict) -> None:
+    """Where the head attends on a prompt: every token for short prompts, pooled for long ones."""
+    prompt = st.text_area("Prompt", DEFAULT_PROMPT, key="attention_prompt")
+    if not st.toggle("Show where this head attends (runs the model)", key="attention_on"):
+        return
+    model = model_or_stop(manifest)
+    if model is None or not prompt.strip():
+        return
+    try:
+        fig = attention_figure(model, layer, head, prompt)
+    except InterpError as e:  # e.g. a prompt longer than the model allows
+        st.error(str(e))
+        return
+    st.plotly_chart(fig, key="attention_map")
+
+
+@torch.no_grad()
+def attention_figure(model, layer: int, head: int, prompt: str) -> go.Figure:
+    inputs = model.tokenize(prompt)
+    ids = inputs["input_ids"][0]
+    if len(ids) <= TOKEN_LEVEL_LIMIT:
+        with model.capture(pattern=True, layers=[layer], heads=[head]) as cap:
+            model(inputs)
+        labels = token_labels(model, ids)
+        fig = px.imshow(cap.pattern[0, 0, 0].float().numpy(), x=labels, y=labels, color_continuous_scale="Viridis",
+                        labels=dict(x="key", y="query", color="attention"), aspect="auto")
+        title = f"head {layer}.{head}: attention of every token ({len(ids)} tokens)"
+    else:
+        with model.capture(stats=StatsRequest(pooled=POOLED_BINS), layers=[layer], heads=[head]) as cap:
+            model(inputs)
+        pooled = cap.get("pooled")[0, 0, 0].float()
+        pooled = pooled / pooled.sum(-1, keepdim=True).clamp_min(1e-30)  # summed -> mean over the queries of a bin
+        fig = px.imshow(pooled.numpy(), color_continuous_scale="Viridis", aspect="auto",
+                        labels=dict(x=f"key bin ({len(ids)} tokens / {POOLED_BINS[1]})", y="query bin", color="attention"))
+        title = f"head {layer}.{head}: pooled attention map of {len(ids)} tokens"
+    fig.update_layout(title=title, height=520, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def ablation_panel(layer: int, head: int, n_layers: int, n_heads: int, manifest: dict) -> None:
+    all_heads = [f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)]
+    chosen = st.multiselect("Heads", all_heads, default=[f"{layer}.{head}"], key="ablate_heads")
+    left, middle, right = st.columns(3)
+    kind = left.selectbox("Mode", ["zero", "mean", "uniform", "scale"], key="ablate_mode",
+                          help="zero/mean: replace the head's output; uniform: flat attention; scale: multiply its output")
+    factor = middle.number_input("Scale factor", value=2.0, key="ablate_factor", disabled=kind != "scale")
+    max_new_tokens = right.number_input("New tokens", 1, 256, 24, key="ablate_tokens")
+    prompt = st.text_area("Prompt", DEFAULT_QUESTION, key="ablate_prompt")
+    if st.button("Run with and without", key="ablate_run", disabled=not chosen):
+        model = model_or_stop(manifest)
+        if model is not None:
+            mode = Mode(kind, factor)
+            means = mean_head_outputs(manifest["model"]["source"]) if kind == "mean" else None
+            with st.spinner("generating ..."):
+                try:
+                    intervention = make_intervention(model, ",".join(chosen), mode, means)
+                    effect = ablation_effect(model, intervention, prompt, int(max_new_tokens))
+                except InterpError as e:
+                    st.error(str(e))
+                    return
+            st.session_state["ablation"] = (f"{mode} {', '.join(chosen)}", effect)
+    if "ablation" in st.session_state:
+        show_ablation(*st.session_state["ablation"])
+
+
+def show_ablation(label: str, effect) -> None:
+    before, after = st.columns(2)
+    before.markdown("**clean**")
+    before.text(effect.clean_text)
+    after.markdown(f"**with {label}**")
+    after.text(effect.ablated_text)
+    changed = "changed" if effect.clean_text != effect.ablated_text else "unchanged"
+    st.metric("KL(clean || ablated), next token", f"{effect.kl:.4g} nats", f"generation {changed}",
+              delta_color="off", delta_arrow="off")
+    st.dataframe(effect.top_tokens, hide_index=True)
+
+
+def compare_panel(tables: dict[str, pd.DataFrame]) -> None:
+    """Heads in the top k of two analyses (e.g. retrieval and sinks), as a table and a scatter."""
+    names = list(tables)
+    if len(names) < 2:
+        st.info("Comparing needs two analyses in this results directory.")
+        return
+    left, middle, right = st.columns(3)
+    a = left.selectbox("First analysis", names, index=0, key="compare_a")
+    b = middle.selectbox("Second analysis", names, index=1, key="compare_b")
+    k = right.number_input("Top k", 1, len(tables[a]), min(10, len(tables[a])), key="compare_k")
+    both = ranked(tables[a])[["layer", "head", "score", "rank"]].merge(
+        ranked(tables[b])[["layer", "head", "score", "rank"]], on=["layer", "head"], suffixes=(f" {a}", f" {b}"))
+    in_a, in_b = both[f"rank {a}"] <= k, both[f"rank {b}"] <= k
+    both["top k of"] = "neither"
+    both.loc[in_a, "top k of"] = a
+    both.loc[in_b, "top k of"] = b
+    both.loc[in_a & in_b, "top k of"] = "both"
+    both["name"] = both["layer"].astype(str) + "." + both["head"].astype(str)
+    shared = both[in_a & in_b].sort_values(f"rank {a}")
+    union = int((in_a | in_b).sum())
+    st.markdown(f"**{len(shared)}** heads are in the top {k} of both ({len(shared) / max(union, 1):.0%} of the union).")
+    st.dataframe(shared.drop(columns=["top k of"]), hide_index=True)
+    fig = px.scatter(both, x=f"score {a}", y=f"score {b}", color="top k of", hover_name="name",
+                     color_discrete_map={"both": "red", a: "orange", b: "royalblue", "neither": "lightgray"})
+    fig.update_layout(height=450, margin=dict(l=10, r=10, t=30, b=10))
+    st.plotly_chart(fig, key="compare_scatter")
+
+
+# ---- page ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="interp head explorer", layout="wide")
+    st.title("Head explorer")
+    results = open_chosen_results()
+    manifest = results.manifest
+    tables, per_sample = read_tables(str(results.path), manifest.get("updated", ""))
+    sidebar_manifest(manifest)
+    if not tables:
+        st.warning(f"{results.path} holds no head tables yet: run `interp scan --out {results.path}` to completion.")
+        st.stop()
+    n_layers, n_heads = layout_of(manifest, tables)
+    best = ranked(next(iter(tables.values()))).iloc[0]  # NaN scores sort last
+    layer, head = head_picker(n_layers, n_heads, best)
+
+    heads_tab, compare_tab, ablate_tab = st.tabs(["Heads", "Compare", "Ablate"])
+    with heads_tab:
+        name = st.radio("Analysis", list(tables), horizontal=True, key="analysis")
+        analysis_panel(name, tables[name], n_layers, n_heads, (layer, head))
+        st.subheader(f"Head {layer}.{head}")
+        head_summary(layer, head, tables)
+        score_distribution(name, layer, head, tables[name], per_sample.get(name, {}))
+        attention_panel(layer, head, manifest)
+    with compare_tab:
+        compare_panel(tables)
+    with ablate_tab:
+        ablation_panel(layer, head, n_layers, n_heads, manifest)
+
+
+main()
