@@ -173,6 +173,9 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     """Load a model for interp (see module doc for what `source` may be)."""
     attention.register()
     dtype = _dtype(dtype)
+    _check_device(device)
+    if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
+        source = None
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME)
     elif isinstance(source, InterpModel):
@@ -190,6 +193,18 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     if device is not None:
         model.hf.to(device)
     return model
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise InterpError(f"unknown device '{device}': use cpu, cuda, cuda:1 or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, True):
+        raise InterpError(f"no {kind} device is available here: use --device cpu")
 
 
 def _dtype(dtype) -> torch.dtype:

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Iterable, TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 T = TypeVar("T")
@@ -26,5 +27,5 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:  # stdout stays the summary
         yield from progress.track(items, total=total, description=description)
