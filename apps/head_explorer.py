@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from interp.cli import Mode, ablation_effect, load_recorded_model, make_intervention
+from interp.cli import Mode, ablation_effect, make_intervention
 from interp.data import load_prompts
 from interp.errors import InterpError
 from interp.kernels import StatsRequest
@@ -213,7 +213,9 @@ def among_all_heads(name: str, layer: int, head: int, heads: pd.DataFrame) -> No
 
 @st.cache_resource(show_spinner="loading the model ...")
 def get_model(source: str):
-    return load_recorded_model({"source": source})
+    from interp import models  # here, not at the top: browsing needs no torch model code
+
+    return models.load_model(source)  # the bundled model is recorded by name; load_model knows it
 
 
 @st.cache_resource(show_spinner="computing mean head outputs over the bundled prompts ...")

@@ -15,13 +15,14 @@ import torch
 
 import interp
 from interp.analyses import retrieval
+from interp.models import cache_dir
 from interp.results import ResultsDir
 
 
 def markdown(df, index=False) -> str:
     """A Markdown table without the optional tabulate package."""
     df = df.reset_index() if index else df
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else " ".join(str(v).split()).replace("|", "/")
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -29,7 +30,7 @@ def markdown(df, index=False) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=interp.models.cache_dir() / "bench" / "retrieval")
+    parser.add_argument("--out", type=Path, default=cache_dir() / "bench" / "retrieval")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--depths", type=float, nargs="+", default=list(retrieval.DEPTHS))
     parser.add_argument("--causal-k", type=int, default=None)

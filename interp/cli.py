@@ -24,7 +24,6 @@ from typing import Optional
 
 import click
 import pandas as pd
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -33,11 +32,12 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
-from interp.data import load_prompts
 from interp.errors import InterpError
-from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation, parse_heads
-from interp.models import BUNDLED_NAME, load_model
 from interp.results import ResultsDir, open_results
+
+# torch, transformers and interp.models are imported inside the commands that need them,
+# so `interp --help` and `interp explore` start in a second rather than ten.
+BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 MODES_HELP = "zero | mean | uniform | scale=FACTOR (e.g. scale=2)"
 
@@ -71,7 +71,8 @@ app = typer.Typer(
 
 
 def load(model: str | None, device: str | None = None, dtype: str = "float32"):
-    check_device(device)
+    from interp.models import load_model  # checks --device and --dtype before loading anything
+
     with err.status(f"loading {model or BUNDLED_NAME}"), no_transformers_progress_bars():
         return load_model(model, device=device, dtype=dtype)
 
@@ -88,19 +89,6 @@ def no_transformers_progress_bars():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def check_device(device: str | None) -> None:
-    """A bad --device fails here in one line, not deep inside torch after the model loaded."""
-    if device is None:
-        return
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise InterpError(f"unknown device '{device}': use cpu, cuda, cuda:N or mps") from None
-    available = {"cuda": torch.cuda.is_available, "mps": lambda: torch.backends.mps.is_available()}
-    if kind in available and not available[kind]():
-        raise InterpError(f"--device {device}: no {kind} device is available here; use --device cpu")
 
 
 def model_name(model: str | None) -> str:
@@ -139,12 +127,6 @@ def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
             f.seek(max(0, size - sample))
             digest.update(f.read(sample))
     return digest.hexdigest()
-
-
-def load_recorded_model(manifest_model: dict, device: str | None = None, dtype: str = "float32"):
-    """The model a results directory was made with (the bundled one is recorded by name)."""
-    source = manifest_model.get("source")
-    return load_model(None if source == BUNDLED_NAME else source, device=device, dtype=dtype)
 
 
 # ---- scan ----------------------------------------------------------------------------------------
@@ -312,6 +294,9 @@ class Mode:
 def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
     """The intervention for --mode; mean ablation uses `means` or the mean head outputs over
     the bundled prompts (43 forward passes, so callers that ablate often pass cached means)."""
+    from interp.data import load_prompts
+    from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
+
     heads = model.heads(heads)  # range-checked against the model's layout
     if mode.kind == "zero":
         return ZeroAblation(heads)
@@ -331,6 +316,8 @@ class AblationEffect:
 
 
 def ablation_effect(model, intervention, prompt: str, max_new_tokens: int = 32, chat: bool | None = None, top: int = 5) -> AblationEffect:
+    import torch
+
     if chat is None:  # instruct models answer better in their chat format; base models have none
         chat = getattr(model.tokenizer, "chat_template", None) is not None
     inputs = model.tokenize(prompt, chat=chat)
@@ -363,6 +350,8 @@ def ablate(
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
 ):
     """Generate with and without the heads ablated, and show how the next-token distribution moves."""
+    from interp.interventions import parse_heads
+
     parsed_mode = Mode.parse(mode)
     parse_heads(heads)  # syntax errors before the slow model load; ranges are checked after it
     loaded = load(model, device, dtype)

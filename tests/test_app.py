@@ -153,13 +153,15 @@ def test_browsing_needs_no_model(results_dir, tmp_path, monkeypatch):
     manifest = json.loads((moved / "manifest.json").read_text())
     manifest["model"]["source"] = str(tmp_path / "model-that-is-gone")
     (moved / "manifest.json").write_text(json.dumps(manifest))
-    loads, real_load = [], interp.cli.load_recorded_model
+    import interp.models
+
+    loads, real_load = [], interp.models.load_model
 
     def counted_load(*args, **kwargs):
         loads.append(args)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(interp.cli, "load_recorded_model", counted_load)
+    monkeypatch.setattr(interp.models, "load_model", counted_load)
 
     at = app_on(moved, monkeypatch)
     at.selectbox(key="head").set_value(0).run()

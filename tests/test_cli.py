@@ -6,7 +6,6 @@ per-sample progress and resume from it, exactly as the analysis contract asks.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -244,6 +243,12 @@ def test_every_ablation_mode_moves_the_next_token_distribution(tiny_dir, mode):
                     "--prompt", "w7 w8 w9", "--max-new-tokens", 3)
     assert result.exit_code == 0, result.output
     assert float(result.stdout.split("KL(clean || ablated) = ")[1].split()[0]) > 0
+
+
+def test_cli_names_the_bundled_model_as_the_core_does():
+    import interp.models
+
+    assert cli.BUNDLED_NAME == interp.models.BUNDLED_NAME  # kept in cli.py so --help needs no torch
 
 
 def test_ablation_effect_reports_kl_and_top_tokens():

@@ -103,6 +103,16 @@ def tiny_material(n_needles: int = 3, seed: int = 0):
     return needles, [" ".join(sentences)]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Decoding small models is many tiny ops: on a shared 2-core machine, 2 OpenMP threads
+    spin against each other and the other jobs (bundled grid: 25-50 s vs 6-8 s measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def copy_model():
     return build_copy_model()
