@@ -1,37 +1,137 @@
 """Chunked PyTorch attention statistics: the exact fp32 reference, and the path for CPU / any device.
 
 Loop over query chunks; for each chunk compute the fp32 logits of every query head against the keys the
-chunk can see ([B, Hkv, G, C, W], C = chunk, W <= Nk), mask them, and reduce them to statistics right away.
-Peak memory is about 2 * B*Hq*C*Nk*4 bytes, never B*Hq*Nq*Nk. Everything inside a chunk is vectorised over
-batch, heads and keys. Call through kernels.stats.attention_stats, which validates and fills in defaults.
+chunk can see ([B, Hkv, G*n, w], n chunk rows, w <= Nk keys) and reduce them to statistics right away.
+Memory is two such blocks, never B*Hq*Nq*Nk. Call through kernels.stats.attention_stats, which validates
+and fills in defaults.
+
+On CPU the logits matmul is the floor, so everything else touches each logit as few times as possible,
+in a block that stays in cache:
+  * a chunk holds about CHUNK_BYTES of logits (fewer rows as causal rows grow longer), so the passes
+    re-read it from cache, not from RAM;
+  * logits are kept in base 2 (q is pre-multiplied by log2 e): exp2 is several times faster than exp;
+  * masks touch only the columns where some row of the chunk is hidden (the causal diagonal, the window
+    edge); a hidden logit is a large finite negative, so exp2 gives 0 and 0 * logit gives 0, not NaN;
+  * the argmax reads the block once as per-64-key maxima, then searches one 64-key block per row;
+  * spans are sums over column slices, per-key mass and the pooled map are column sums.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .stats import StatsRequest, key_bin_edges
+from .stats import StatsRequest
 
-CHUNK_BYTES = 128 << 20  # target size of one [B, Hq, C, Nk] fp32 logits block
-NEG_INF = float("-inf")
-
-
-def default_chunk(B: int, Hq: int, Nq: int, Nk: int) -> int:
-    return max(1, min(Nq, CHUNK_BYTES // (B * Hq * Nk * 4)))
-
-
-def _prefix(cs: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Sum of p over keys < pos, from inclusive prefix sums cs [B, Hkv, G, C, W]; pos [1|B, S] -> [B, Hkv, G, C, S]."""
-    B, Hkv, G, C, _ = cs.shape
-    pos = pos.view(pos.shape[0], 1, 1, 1, -1)
-    return cs.gather(-1, (pos - 1).clamp_min(0).expand(B, Hkv, G, C, -1)).masked_fill_(pos == 0, 0.0)
+CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
+MIN_ROWS = 16  # never fewer query rows per chunk: below this, per-chunk Python overhead dominates
+KEY_TILE = 1024  # keys per logits matmul
+ARGMAX_BLOCK = 64
+LOG2E, LN2 = math.log2(math.e), math.log(2.0)
+HIDDEN = -1e30  # base-2 logit of a hidden key; anything at or below HIDDEN / 2 counts as hidden
+SLICED_SPANS = 16  # up to this many (batch row, span) pairs are summed by slicing, more by a matmul
 
 
-def _span_sums(cs: torch.Tensor, spans: torch.Tensor, lo: int) -> torch.Tensor:
-    """Mass of each half-open key span [start, end) as prefix(end) - prefix(start): O(S) per query, any S.
+def _chunks(Nq, Nk, q_offset, causal, sliding_window, rows_per_head_cells, chunk_size):
+    """Yield (i0, i1, lo, hi): query rows [i0, i1) and the only keys [lo, hi) they can see.
 
-    cs covers keys [lo, lo + W); keys outside have p = 0, so span ends are clamped into that window."""
-    local = (spans - lo).clamp_(0, cs.shape[-1])
-    return (_prefix(cs, local[..., 1]) - _prefix(cs, local[..., 0])).clamp_min_(0)  # rounding can dip below 0
+    Causal: no key after the last query, so causal prefill costs about half of all-pairs. Window: no key
+    before the first query's window. Without chunk_size, a chunk gets the rows whose logits fill about
+    `cells` per head; causal rows each see one key more than the last, so n rows hold n * (width + n)."""
+    cells, i0 = rows_per_head_cells, 0
+    while i0 < Nq:
+        lo = max(0, q_offset + i0 - sliding_window + 1) if sliding_window is not None else 0
+        width = max(1, (min(Nk, q_offset + i0 + 1) if causal else Nk) - lo)  # keys the first row sees
+        if chunk_size:
+            n = chunk_size
+        elif causal:
+            n = int((math.sqrt(width * width + 4 * cells) - width) / 2)
+        else:
+            n = cells // width
+        i1 = min(Nq, i0 + max(n, 1 if chunk_size else MIN_ROWS))
+        hi = min(Nk, q_offset + i1) if causal else Nk
+        if hi <= lo:  # the chunk sees no key at all: keep one key, the masks hide it
+            lo, hi = 0, 1
+        yield i0, i1, lo, hi
+        i0 = i1
+
+
+def _logits(q, kT, lo: int, hi: int, out) -> None:
+    """out [B, Hkv, R, hi - lo] = q [B, Hkv, R, D] @ kT[..., lo:hi], one KV head and KEY_TILE keys at a time.
+
+    Small products keep their output in cache; on CPU they run about 25% faster than one batched matmul."""
+    for b in range(q.shape[0]):
+        for h in range(q.shape[1]):
+            for c in range(lo, hi, KEY_TILE):
+                torch.mm(q[b, h], kT[b, h, :, c : min(c + KEY_TILE, hi)], out=out[b, h, :, c - lo : c - lo + KEY_TILE])
+
+
+def _hide(s, qpos, lo: int, causal: bool, sliding_window, key_padding, mask, i0: int, i1: int) -> None:
+    """Set the logits of hidden keys to HIDDEN in place. s [B, Hkv, G, n, w] covers keys [lo, lo + w)."""
+    w = s.shape[-1]
+    kpos = torch.arange(lo, lo + w, device=s.device)
+    if causal:  # only keys after the chunk's first query can be hidden
+        a = max(0, int(qpos[0]) + 1 - lo)
+        if a < w:
+            s[..., a:].masked_fill_(kpos[a:] > qpos[:, None], HIDDEN)
+    if sliding_window is not None:  # only keys up to the last query's window edge can be hidden
+        b = min(w, int(qpos[-1]) - sliding_window - lo + 1)
+        if b > 0:
+            s[..., :b].masked_fill_(qpos[:, None] - kpos[:b] >= sliding_window, HIDDEN)
+    if key_padding is not None:
+        s.masked_fill_(~key_padding[:, None, None, None, lo : lo + w], HIDDEN)
+    if mask is not None:
+        m = mask[:, :, :, i0:i1, lo : lo + w]
+        if m.dtype == torch.bool:
+            s.masked_fill_(~m, HIDDEN)
+        else:  # additive, in base-2 units; -inf and finfo.min become HIDDEN
+            s.add_(m * LOG2E).clamp_min_(HIDDEN)
+
+
+def _row_max_and_argmax(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row max and the first index reaching it, for s [R, w], reading s once.
+
+    torch's argmax is several times slower than amax on CPU, so take the max of every 64-key block, find
+    the first block holding the row max, and look for the first maximal key inside that block only."""
+    R, w = s.shape
+    nb = w // ARGMAX_BLOCK
+    parts = []
+    if nb:
+        parts.append(s[:, : nb * ARGMAX_BLOCK].view(R, nb, ARGMAX_BLOCK).amax(-1))
+    if w > nb * ARGMAX_BLOCK:
+        parts.append(s[:, nb * ARGMAX_BLOCK :].amax(-1, keepdim=True))
+    block_max = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    mx = block_max.amax(-1, keepdim=True)
+    block = (block_max == mx).to(torch.uint8).argmax(-1, keepdim=True)  # argmax returns the first maximum
+    # The keys of that block; the last block may be short, so clamp: the repeats of key w-1 sit after it.
+    idx = (block * ARGMAX_BLOCK + torch.arange(ARGMAX_BLOCK, device=s.device)).clamp_max_(w - 1)
+    inside = (s.gather(1, idx) == mx).to(torch.uint8).argmax(-1, keepdim=True)
+    return mx.squeeze(1), idx.gather(1, inside).squeeze(1)
+
+
+def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
+    """Probability mass of each key span per row: p [B, Hq, n, w] covers keys [lo, lo + w) -> [B, Hq, n, S]."""
+    B, Hq, n, w = p.shape
+    S = spans.shape[1]
+    if spans.shape[0] * S > SLICED_SPANS:  # many spans: one matmul against a [w, S] indicator of the spans
+        kpos = torch.arange(lo, lo + w, device=p.device)[None, :, None]
+        inside = (kpos >= spans[:, None, :, 0]) & (kpos < spans[:, None, :, 1])  # [1|B, w, S]
+        return p @ inside[:, None].float()
+    out = p.new_zeros(B, Hq, n, S)  # a few spans: sum column slices, cost = span length
+    for b, row in enumerate(spans_list):
+        rows = slice(None) if len(spans_list) == 1 else slice(b, b + 1)
+        for j, (start, end) in enumerate(row):
+            a, z = max(start - lo, 0), min(end - lo, w)
+            if z > a:
+                out[rows, :, :, j] = p[rows, :, :, a:z].sum(-1)
+    return out
+
+
+def _query_bins(i0: int, i1: int, Nq: int, q_bins: int) -> list[tuple[int, int, int]]:
+    """(bin, first row, end row) of the pooled-map query bins that rows [i0, i1) fall in (row i: i*q_bins//Nq)."""
+    first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
+    starts = [max(i0, -(-b * Nq // q_bins)) for b in range(first, last + 1)] + [i1]
+    return [(first + j, starts[j], starts[j + 1]) for j in range(last - first + 1)]
 
 
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
@@ -41,18 +141,15 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     G = Hq // Hkv
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
-    C = min(chunk_size or default_chunk(B, Hq, Nq, Nk), max(Nq, 1))
 
-    # GQA without copying K per query head: view q as [B, Hkv, G, Nq, D] and let the G heads of a
-    # group share one K. The single fp32 copy of K is Hkv-sized and makes the logits exact in fp32.
-    qg = q.view(B, Hkv, G, Nq, D)
+    # GQA without copying K per query head: view q as [B, Hkv, G*Nq, D] and let the G heads of a group share
+    # one K. One fp32 copy of q (pre-scaled into base-2 logits) and of K keep the logits exact in fp32.
+    qg = (q.float() * (scale * LOG2E if softcap is None else scale)).view(B, Hkv, G, Nq, D)
     kT = k.float().transpose(-1, -2)  # [B, Hkv, D, Nk]
-    pad = None if key_padding is None else ~key_padding.view(B, 1, 1, 1, Nk)
     if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
-        mask = mask if mask.dtype == torch.bool else mask.float()
+    spans_list = spans.tolist() if spans is not None else None
 
-    need_p = req.entropy or req.wants_spans or pooled is not None or req.key_mass
     out = {}
     if req.lse:
         out["lse"] = torch.empty(B, Hq, Nq, **f32)
@@ -66,87 +163,55 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     if pooled is not None:
         q_bins, k_bins = pooled
         out["pooled"] = torch.zeros(B, Hq, q_bins, k_bins, **f32)
-        bins = key_bin_edges(Nk, k_bins, dev).unsqueeze(0)  # key bins are just spans
+        key_bin = torch.arange(Nk, device=dev) * k_bins // Nk
     if req.key_mass:
         out["key_mass"] = torch.zeros(B, Hq, Nk, **f32)
-    # views with the head axis split as [Hkv, G], so chunk results are written in place
-    grouped = {name: t.view(B, Hkv, G, *t.shape[2:]) for name, t in out.items()}
+    column_sums = req.key_mass or pooled is not None
 
-    # Two [B, Hq, C, Nk] buffers reused by every chunk. On CPU a fresh tensor this size costs more in page
-    # faults than the arithmetic on it, so every step below works in place.
-    sbuf = torch.empty(B * Hq * C * Nk, **f32)
-    pbuf = torch.empty_like(sbuf) if need_p else None
+    # Two logits blocks, allocated once at their largest size (n rows x w keys never exceed it): on CPU a
+    # fresh block costs more in page faults than the arithmetic on it.
+    cells = max(1, CHUNK_BYTES // (4 * B * Hq))
+    block = B * Hq * min(max(Nq, 1) * Nk, chunk_size * Nk if chunk_size else max(cells, MIN_ROWS * Nk))
+    sbuf, pbuf = torch.empty(block, **f32), torch.empty(block, **f32)
 
-    for i0 in range(0, Nq, C):
-        i1 = min(i0 + C, Nq)
-        n = i1 - i0
-        # Keys [lo, hi) are the only ones this chunk can see (causal: none after the last query; window:
-        # none before the first query's window), so causal prefill costs about half of all-pairs.
-        hi = min(Nk, q_offset + i1) if causal else Nk
-        lo = max(0, q_offset + i0 - sliding_window + 1) if sliding_window is not None else 0
-        if hi <= lo:  # the chunk sees no key at all: keep one key, the position masks below hide it
-            lo, hi = 0, 1
-        w = hi - lo
-
+    for i0, i1, lo, hi in _chunks(Nq, Nk, q_offset, causal, sliding_window, cells, chunk_size):
+        n, w = i1 - i0, hi - lo
         s = sbuf[: B * Hq * n * w].view(B, Hkv, G, n, w)
-        qc = qg[:, :, :, i0:i1].float().reshape(B, Hkv, G * n, D)
-        torch.matmul(qc, kT[..., lo:hi], out=s.view(B, Hkv, G * n, w))
-        s.mul_(scale)
+        _logits(qg[:, :, :, i0:i1].reshape(B, Hkv, G * n, D), kT, lo, hi, s.view(B, Hkv, G * n, w))
         if softcap is not None:
-            s.div_(softcap).tanh_().mul_(softcap)
+            s.div_(softcap).tanh_().mul_(softcap * LOG2E)
+        _hide(s, q_offset + torch.arange(i0, i1, device=dev), lo, causal, sliding_window, key_padding, mask, i0, i1)
 
-        # Masks are built for this chunk only, from positions; a -inf logit is a hidden key.
-        qpos = (q_offset + torch.arange(i0, i1, device=dev)).unsqueeze(1)
-        kpos = torch.arange(lo, hi, device=dev)
-        hidden = None
-        if causal:
-            hidden = kpos > qpos
-        if sliding_window is not None:
-            too_far = qpos - kpos >= sliding_window
-            hidden = too_far if hidden is None else hidden | too_far
-        if hidden is not None:
-            s.masked_fill_(hidden, NEG_INF)
-        if pad is not None:
-            s.masked_fill_(pad[..., lo:hi], NEG_INF)
-        if mask is not None:
-            m = mask[:, :, :, i0:i1, lo:hi]
-            if m.dtype == torch.bool:
-                s.masked_fill_(~m, NEG_INF)
-            else:
-                s.add_(m)
+        rows = s.view(B * Hq * n, w)
+        mx, best = _row_max_and_argmax(rows)
+        dead = mx <= HIDDEN / 2  # the query sees no key
+        mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
+        d = rows.sub_(mx[:, None])  # base-2 logits minus the row max, <= 0
+        e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
+        l = e.sum(-1)
+        inv_l = l.reciprocal().masked_fill_(dead, 0.0)
 
-        if req.argmax:
-            best = s.argmax(dim=-1) + lo  # torch returns the first maximal index: ties -> smallest key
-        # Softmax relative to the row max. A query that sees no key has max -inf; using 0 instead makes
-        # its exp(s - max) = 0 rather than NaN, so l = 0 and lse = log 0 = -inf fall out naturally.
-        mx = s.amax(dim=-1, keepdim=True)
-        mx.masked_fill_(mx == NEG_INF, 0.0)
-        d = s.sub_(mx)  # s - max <= 0
-        e = torch.exp(d, out=pbuf[: s.numel()].view_as(s)) if need_p else d.exp_()
-        l = e.sum(dim=-1)
-        dead = l == 0
-        l_safe = l.masked_fill(dead, 1.0)
+        per_query = {}
         if req.lse:
-            grouped["lse"][..., i0:i1] = mx.squeeze(-1) + l.log()
+            per_query["lse"] = (mx + l.log2()) * LN2
         if req.argmax:
-            grouped["argmax"][..., i0:i1] = best.masked_fill_(dead, -1)
-            grouped["argmax_prob"][..., i0:i1] = l_safe.reciprocal().masked_fill_(dead, 0.0)  # exp(max - lse)
-        if not need_p:
+            per_query["argmax"] = torch.where(dead, -1, best + lo)
+            per_query["argmax_prob"] = inv_l  # exp2(max - max) / l
+        if req.entropy:  # H = -sum p ln p = ln l - ln2 * sum(e * d) / l; hidden keys add 0 * HIDDEN = 0
+            per_query["entropy"] = torch.where(dead, 0.0, l.log() - LN2 * d.mul_(e).sum(-1) * inv_l)
+        for name, values in per_query.items():
+            out[name][:, :, i0:i1] = values.view(B, Hq, n)
+        if spans is None and not column_sums:
             continue
 
-        if req.entropy:
-            # H = -sum p log p = log l - sum(e * d) / l. Hidden keys have e = 0 and d = -inf; clamping d
-            # makes their term 0 instead of NaN. Dead rows give log 1 - 0 = 0.
-            t = d.clamp_min_(torch.finfo(torch.float32).min).mul_(e).sum(dim=-1)
-            grouped["entropy"][..., i0:i1] = l_safe.log() - t / l_safe
-        p = e.div_(l_safe.unsqueeze(-1))  # the attention probabilities of this chunk
-        if req.key_mass:
-            grouped["key_mass"][..., lo:hi] += p.sum(dim=-2)
-        if spans is not None or pooled is not None:
-            cs = torch.cumsum(p, dim=-1, out=s)  # the logits buffer is free now
-            if spans is not None:
-                grouped["span_mass"][..., i0:i1, :] = _span_sums(cs, spans, lo)
-            if pooled is not None:
-                qbin = torch.arange(i0, i1, device=dev) * q_bins // Nq
-                out["pooled"].index_add_(2, qbin, _span_sums(cs, bins, lo).reshape(B, Hq, n, k_bins))
+        p = e.mul_(inv_l[:, None]).view(B, Hq, n, w)  # the attention probabilities of this chunk
+        if spans is not None:
+            out["span_mass"][:, :, i0:i1] = _span_mass(p, spans_list, spans, lo)
+        if column_sums:  # one group of rows per pooled-map query bin (one group without a map)
+            for q_bin, a, z in _query_bins(i0, i1, Nq, q_bins) if pooled is not None else [(None, i0, i1)]:
+                col = p[:, :, a - i0 : z - i0].sum(2)  # [B, Hq, w]
+                if req.key_mass:
+                    out["key_mass"][..., lo:hi] += col
+                if pooled is not None:
+                    out["pooled"][:, :, q_bin].index_add_(2, key_bin[lo:hi], col)
     return out

@@ -102,7 +102,7 @@ def attention_stats(
     Logits s = scale * q.k (scale defaults to D**-0.5), then softcap * tanh(s / softcap) if softcap.
     Query i sits at absolute position q_offset + i (default Nk - Nq: the queries are the last Nq positions).
     Key j is visible iff all of: j <= pos (causal), pos - j < sliding_window, key_padding[b, j] (True = real),
-    mask[b, h, i, j] (bool: True = attend; float: added to the logits, -inf = masked).
+    mask[b, h, i, j] (bool: True = attend; float: added to the logits, -inf or below -1e29 = hidden).
     Everything is accumulated in fp32. A query that sees no key gets lse=-inf, argmax=-1 and zeros elsewhere.
     impl: "auto" (triton for CUDA tensors when triton imports, else chunked; env INTERP_STATS_IMPL overrides),
     "chunked" or "triton". Returns only the requested statistics (see StatsRequest).

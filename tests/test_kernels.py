@@ -100,10 +100,18 @@ CASES = {
     "many_bins": ((1, 2, 1, 9, 11, 16), {"pooled": (12, 15)}),  # more bins than queries / keys: empty bins
 }
 HALF_CASES = ["causal", "gqa", "padding", "window", "softcap"]
+# Wider cases for the chunked path only (the Triton interpreter is too slow for them): several 64-key argmax
+# blocks plus a short tail, windows far from key 0, and more spans than are summed by slicing.
+LONG_CASES = {
+    "long_causal": ((1, 4, 2, 150, 300, 16), {}),
+    "long_window": ((1, 2, 1, 200, 200, 8), {"sliding_window": 70}),
+    "long_padding": ((2, 4, 2, 130, 130, 8), {"key_padding": "pad", "causal": False}),
+    "many_spans": ((2, 2, 1, 20, 90, 8), {"many_spans": True}),
+}
 
 
 def make_case(name, dtype=torch.float32, device="cpu"):
-    (B, Hq, Hkv, Nq, Nk, D), extra = CASES[name]
+    (B, Hq, Hkv, Nq, Nk, D), extra = CASES[name] if name in CASES else LONG_CASES[name]
     extra = dict(extra)
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     q = torch.randn(B, Hq, Nq, D, generator=g) * extra.pop("q_mult", 1.0)
@@ -125,6 +133,8 @@ def make_case(name, dtype=torch.float32, device="cpu"):
         kw["mask"][torch.rand(1, Hq, Nq, Nk, generator=g) > 0.6] = NEG_INF
     pooled = extra.pop("pooled", (3, 5))
     spans = [(0, 0), (0, 1), (2, 9), (Nk - 1, Nk), (0, Nk), (5, 5)]  # empty spans and both edges
+    if extra.pop("many_spans", False):
+        spans = [(i, i + 7) for i in range(0, Nk - 7, 4)] + [(0, Nk), (Nk, Nk)]
     if extra.pop("batch_spans", False):
         spans = torch.tensor([[(0, 4), (4, Nk), (3, 3)], [(1, 2), (0, Nk), (Nk, Nk)]], dtype=torch.long)
     kw.update(extra)
@@ -152,10 +162,10 @@ def check(out, ref, tol):
             torch.testing.assert_close(t.double(), ref[name], atol=tol, rtol=tol, msg=lambda m: f"{name}: {m}")
 
 
-def run_case(name, dtype, impl, device):
+def run_case(name, dtype, impl, device, **options):
     q, k, kw, spans, pooled = make_case(name, dtype, device)
     req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True)
-    out = attention_stats(q, k, requests=req, impl=impl, **kw)
+    out = attention_stats(q, k, requests=req, impl=impl, **kw, **options)
     ref = reference(q.cpu(), k.cpu(), spans=spans, pooled=pooled, **{n: v for n, v in kw.items()})
     check(out, ref, 1e-5 if dtype == torch.float32 else 2e-3)
 
@@ -168,6 +178,24 @@ IDS = [f"{n}-{str(d)[6:]}" for n, d in PARAMS]
 @pytest.mark.parametrize("name,dtype", PARAMS, ids=IDS)
 def test_chunked(name, dtype):
     run_case(name, dtype, "chunked", "cpu")
+
+
+@pytest.mark.parametrize("chunk_size", [None, 17])
+@pytest.mark.parametrize("name", LONG_CASES)
+def test_chunked_long(name, chunk_size):
+    run_case(name, torch.float32, "chunked", "cpu", chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_chunked_ties_across_argmax_blocks(causal):
+    """Integer logits tie across many 64-key blocks and inside them: the smallest maximal key must win."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randint(-1, 2, (1, 4, 40, 4), generator=g).float()
+    k = torch.randint(-1, 2, (1, 2, 300, 4), generator=g).float()
+    k[:, :, :200] = k[:, :, :200].clamp_max(0)  # the first maxima sit beyond the first three blocks
+    out = attention_stats(q, k, requests=StatsRequest(argmax=True), scale=1.0, causal=causal, impl="chunked")
+    ref = reference(q, k, spans=[], pooled=(1, 1), scale=1.0, causal=causal)
+    assert (ref["argmax"] >= 64).any() and torch.equal(out["argmax"], ref["argmax"])
 
 
 def test_chunked_bf16():
