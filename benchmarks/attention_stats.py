@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import threading
 import time
 
 import torch
@@ -31,56 +29,58 @@ ALL_STATS = StatsRequest(lse=True, argmax=True, entropy=True, spans=((0, 1), (16
 
 
 class PeakMemory:
-    """Peak resident memory (CPU, sampled every 2 ms) or peak CUDA allocation during a block, in GiB."""
+    """Peak resident memory (CPU) or peak CUDA allocation during a block, in GiB.
+
+    CPU: Linux resets the process's RSS high-water mark when 5 is written to /proc/self/clear_refs and
+    reports it as VmHWM, so nothing samples in a thread beside the timed work (a sampler on 2 cores
+    slows the many small ops of the statistics more than SDPA's few large ones)."""
 
     def __init__(self, cuda: bool):
         self.cuda, self.peak = cuda, 0.0
-
-    def _rss(self) -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
     def __enter__(self):
         gc.collect()
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            return self
-        self._stop = threading.Event()
-        self.peak = self._rss()
-
-        def sample():
-            while not self._stop.wait(0.002):
-                self.peak = max(self.peak, self._rss())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
         return self
 
     def __exit__(self, *exc):
         if self.cuda:
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() / 2**30
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss())
+            return
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        self.peak = kib / 2**20
 
 
-def measure(run, cuda: bool, repeats: int = 1):
-    """(seconds, peak GiB) of the fastest of `repeats` runs, after one warm-up on GPU."""
-    if cuda:
+def timed(run, cuda: bool) -> tuple[float, float]:
+    """(seconds, peak GiB) of one run."""
+    with PeakMemory(cuda) as memory:
+        start = time.perf_counter()
         run()
-    best_time, peak = float("inf"), 0.0
-    for _ in range(repeats):
-        with PeakMemory(cuda) as memory:
-            start = time.perf_counter()
+        if cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return elapsed, memory.peak
+
+
+def measure(runs: dict, cuda: bool, repeats: int) -> dict:
+    """{name: (seconds, peak GiB)}: the fastest of `repeats` rounds, the runs taking turns in each round so
+    that a slow spell of the machine hits every side alike (after one warm-up round on GPU)."""
+    if cuda:
+        for run in runs.values():
             run()
-            if cuda:
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-        best_time, peak = min(best_time, elapsed), max(peak, memory.peak)
-    return best_time, peak
+    best = {name: (float("inf"), 0.0) for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t, peak = timed(run, cuda)
+            best[name] = (min(best[name][0], t), max(best[name][1], peak))
+    return best
 
 
 def bundled_models():
@@ -119,7 +119,7 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="a Llama-8B-shaped layer on CUDA instead of the bundled model")
     parser.add_argument("--lengths", default=None, help="comma-separated context lengths")
     parser.add_argument("--eager-max", type=int, default=None, help="longest context to try eager attention at")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="rounds; the fastest of each side is kept")
     args = parser.parse_args()
     cuda = args.gpu
     device = "cuda" if cuda else "cpu"
@@ -131,19 +131,22 @@ def main():
     rows = []
     for n in lengths:
         ids = input_ids(model, n, device)
-        sdpa = measure(lambda: model.hf(input_ids=ids, logits_to_keep=1), cuda, args.repeats)
+        def run_sdpa():
+            model.hf(input_ids=ids, logits_to_keep=1)
 
-        def with_stats():
+        def run_stats():
             with model.capture(stats=ALL_STATS, positions="all"):
                 model.hf(input_ids=ids, logits_to_keep=1)
 
-        stats = measure(with_stats, cuda, args.repeats)
+        result = measure({"sdpa": run_sdpa, "stats": run_stats}, cuda, args.repeats)
+        sdpa, stats = result["sdpa"], result["stats"]
         rows.append((n, sdpa, stats))
         print(f"N={n}: sdpa {sdpa[0]:.2f}s {sdpa[1]:.2f}GiB | interp stats {stats[0]:.2f}s {stats[1]:.2f}GiB", flush=True)
     eager_rows = {}
     for n in [n for n in lengths if n <= eager_max]:  # last: eager's peak can swamp the others
         ids = input_ids(model, n, device)
-        eager_rows[n] = measure(lambda: eager(input_ids=ids, output_attentions=True, logits_to_keep=1), cuda, 1)
+        run_eager = lambda: eager(input_ids=ids, output_attentions=True, logits_to_keep=1)  # noqa: E731
+        eager_rows[n] = measure({"eager": run_eager}, cuda, 1)["eager"]
         print(f"N={n}: eager {eager_rows[n][0]:.2f}s {eager_rows[n][1]:.2f}GiB", flush=True)
 
     memory = "peak GPU alloc" if cuda else "peak RSS"

@@ -25,7 +25,7 @@ from .stats import StatsRequest
 
 CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
 MIN_ROWS = 16  # never fewer query rows per chunk: below this, per-chunk Python overhead dominates
-KEY_TILE = 1024  # keys per logits matmul
+KEY_TILE = 2048  # keys per logits matmul
 ARGMAX_BLOCK = 64
 LOG2E, LN2 = math.log2(math.e), math.log(2.0)
 HIDDEN = -1e30  # base-2 logit of a hidden key; anything at or below HIDDEN / 2 counts as hidden
