@@ -92,7 +92,8 @@ def _row_max_and_argmax(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row max and the first index reaching it, for s [R, w], reading s once.
 
     torch's argmax is several times slower than amax on CPU, so take the max of every 64-key block, find
-    the first block holding the row max, and look for the first maximal key inside that block only."""
+    the first block holding the row max, and look for the first maximal key inside that block only
+    (torch.max over a dim returns the first maximal index)."""
     R, w = s.shape
     nb = w // ARGMAX_BLOCK
     parts = []
@@ -100,17 +101,15 @@ def _row_max_and_argmax(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         parts.append(s[:, : nb * ARGMAX_BLOCK].view(R, nb, ARGMAX_BLOCK).amax(-1))
     if w > nb * ARGMAX_BLOCK:
         parts.append(s[:, nb * ARGMAX_BLOCK :].amax(-1, keepdim=True))
-    block_max = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-    mx = block_max.amax(-1, keepdim=True)
-    block = (block_max == mx).to(torch.uint8).argmax(-1, keepdim=True)  # argmax returns the first maximum
+    mx, block = torch.cat(parts, dim=1).max(-1, keepdim=True) if len(parts) > 1 else parts[0].max(-1, keepdim=True)
     # The keys of that block; the last block may be short, so clamp: the repeats of key w-1 sit after it.
-    idx = (block * ARGMAX_BLOCK + torch.arange(ARGMAX_BLOCK, device=s.device)).clamp_max_(w - 1)
-    inside = (s.gather(1, idx) == mx).to(torch.uint8).argmax(-1, keepdim=True)
-    return mx.squeeze(1), idx.gather(1, inside).squeeze(1)
+    keys = (block * ARGMAX_BLOCK + torch.arange(ARGMAX_BLOCK, device=s.device)).clamp_max_(w - 1)
+    inside = s.gather(1, keys).max(-1, keepdim=True)[1]
+    return mx.squeeze(1), keys.gather(1, inside).squeeze(1)
 
 
 def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
-    """Probability mass of each key span per row: p [B, Hq, n, w] covers keys [lo, lo + w) -> [B, Hq, n, S]."""
+    """Mass of each key span per row: p [B, Hq, n, w] covers keys [lo, lo + w) -> [B, Hq, n, S]."""
     B, Hq, n, w = p.shape
     S = spans.shape[1]
     if spans.shape[0] * S > SLICED_SPANS:  # many spans: one matmul against a [w, S] indicator of the spans
@@ -150,23 +149,19 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
     spans_list = spans.tolist() if spans is not None else None
 
+    # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
+    per_query = {name: [] for name, asked in [("lse", req.lse), ("argmax", req.argmax), ("argmax_prob", req.argmax),
+                                               ("entropy", req.entropy), ("span_mass", spans is not None)] if asked}
+    dead_rows = []
     out = {}
-    if req.lse:
-        out["lse"] = torch.empty(B, Hq, Nq, **f32)
-    if req.argmax:
-        out["argmax"] = torch.empty(B, Hq, Nq, device=dev, dtype=torch.long)
-        out["argmax_prob"] = torch.empty(B, Hq, Nq, **f32)
-    if req.entropy:
-        out["entropy"] = torch.empty(B, Hq, Nq, **f32)
-    if spans is not None:
-        out["span_mass"] = torch.empty(B, Hq, Nq, spans.shape[1], **f32)
     if pooled is not None:
         q_bins, k_bins = pooled
         out["pooled"] = torch.zeros(B, Hq, q_bins, k_bins, **f32)
+        query_bin = torch.arange(Nq, device=dev) * q_bins // Nq
+        bin_ids = torch.arange(q_bins, device=dev)[:, None]
         key_bin = torch.arange(Nk, device=dev) * k_bins // Nk
     if req.key_mass:
         out["key_mass"] = torch.zeros(B, Hq, Nk, **f32)
-    column_sums = req.key_mass or pooled is not None
 
     # Two logits blocks, allocated once at their largest size (n rows x w keys never exceed it): on CPU a
     # fresh block costs more in page faults than the arithmetic on it.
@@ -190,28 +185,40 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
         l = e.sum(-1)
         inv_l = l.reciprocal().masked_fill_(dead, 0.0)
+        dead_rows.append(dead.view(B, Hq, n))
 
-        per_query = {}
         if req.lse:
-            per_query["lse"] = (mx + l.log2()) * LN2
+            per_query["lse"].append(l.log2().add_(mx).view(B, Hq, n))  # base 2 until the end
         if req.argmax:
-            per_query["argmax"] = torch.where(dead, -1, best + lo)
-            per_query["argmax_prob"] = inv_l  # exp2(max - max) / l
+            per_query["argmax"].append(best.add_(lo).view(B, Hq, n))
+            per_query["argmax_prob"].append(inv_l.view(B, Hq, n))  # exp2(max - max) / l
         if req.entropy:  # H = -sum p ln p = ln l - ln2 * sum(e * d) / l; hidden keys add 0 * HIDDEN = 0
-            per_query["entropy"] = torch.where(dead, 0.0, l.log() - LN2 * d.mul_(e).sum(-1) * inv_l)
-        for name, values in per_query.items():
-            out[name][:, :, i0:i1] = values.view(B, Hq, n)
-        if spans is None and not column_sums:
-            continue
-
-        p = e.mul_(inv_l[:, None]).view(B, Hq, n, w)  # the attention probabilities of this chunk
+            per_query["entropy"].append(torch.addcmul(l.log(), d.mul_(e).sum(-1), inv_l, value=-LN2).view(B, Hq, n))
         if spans is not None:
-            out["span_mass"][:, :, i0:i1] = _span_mass(p, spans_list, spans, lo)
-        if column_sums:  # one group of rows per pooled-map query bin (one group without a map)
-            for q_bin, a, z in _query_bins(i0, i1, Nq, q_bins) if pooled is not None else [(None, i0, i1)]:
-                col = p[:, :, a - i0 : z - i0].sum(2)  # [B, Hq, w]
-                if req.key_mass:
-                    out["key_mass"][..., lo:hi] += col
-                if pooled is not None:
-                    out["pooled"][:, :, q_bin].index_add_(2, key_bin[lo:hi], col)
+            mass = _span_mass(e.view(B, Hq, n, w), spans_list, spans, lo)
+            per_query["span_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
+        if req.key_mass or pooled is not None:
+            # Sums over the chunk's rows of p = e / l, one row group per query bin of the pooled map (one group
+            # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
+            weights = inv_l.view(B * Hq, 1, n)
+            if pooled is not None:
+                first, last = int(query_bin[i0]), int(query_bin[i1 - 1])
+                weights = (query_bin[i0:i1] == bin_ids[first : last + 1]) * weights
+            sums = torch.bmm(weights, e.view(B * Hq, n, w)).view(B, Hq, -1, w)
+            if req.key_mass:
+                out["key_mass"][..., lo:hi] += sums.sum(2) if sums.shape[2] > 1 else sums[:, :, 0]
+            if pooled is not None:
+                out["pooled"][:, :, first : last + 1].index_add_(3, key_bin[lo:hi], sums)
+
+    for name, parts in per_query.items():  # (B, Hq, 0, ...) when there is no query
+        empty = torch.empty(B, Hq, 0, *spans.shape[1:2] if name == "span_mass" else (), device=dev,
+                            dtype=torch.long if name == "argmax" else torch.float32)
+        out[name] = torch.cat(parts, dim=2) if parts else empty
+    dead = torch.cat(dead_rows, dim=2) if dead_rows else torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)
+    if req.lse:
+        out["lse"].mul_(LN2)
+    if req.argmax:
+        out["argmax"].masked_fill_(dead, -1)
+    if req.entropy:
+        out["entropy"].masked_fill_(dead, 0.0)  # ln 0 - 0 = -inf there
     return out
