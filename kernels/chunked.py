@@ -13,7 +13,8 @@ in a block that stays in cache:
   * masks touch only the columns where some row of the chunk is hidden (the causal diagonal, the window
     edge); a hidden logit is a large finite negative, so exp2 gives 0 and 0 * logit gives 0, not NaN;
   * the argmax reads the block once as per-64-key maxima, then searches one 64-key block per row;
-  * spans are sums over column slices, per-key mass and the pooled map are column sums.
+  * spans are sums over column slices; per-key mass and the pooled map are one batched matmul of per-row
+    weights against exp2(logits - max), so the probabilities are never normalised in place.
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ HIDDEN = -1e30  # base-2 logit of a hidden key; anything at or below HIDDEN / 2 
 SLICED_SPANS = 16  # up to this many (batch row, span) pairs are summed by slicing, more by a matmul
 
 
-def _chunks(Nq, Nk, q_offset, causal, sliding_window, rows_per_head_cells, chunk_size):
+def _chunks(Nq, Nk, q_offset, causal, sliding_window, cells, chunk_size):
     """Yield (i0, i1, lo, hi): query rows [i0, i1) and the only keys [lo, hi) they can see.
 
     Causal: no key after the last query, so causal prefill costs about half of all-pairs. Window: no key
     before the first query's window. Without chunk_size, a chunk gets the rows whose logits fill about
     `cells` per head; causal rows each see one key more than the last, so n rows hold n * (width + n)."""
-    cells, i0 = rows_per_head_cells, 0
+    i0 = 0
     while i0 < Nq:
         lo = max(0, q_offset + i0 - sliding_window + 1) if sliding_window is not None else 0
         width = max(1, (min(Nk, q_offset + i0 + 1) if causal else Nk) - lo)  # keys the first row sees
@@ -124,13 +125,6 @@ def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
             if z > a:
                 out[rows, :, :, j] = p[rows, :, :, a:z].sum(-1)
     return out
-
-
-def _query_bins(i0: int, i1: int, Nq: int, q_bins: int) -> list[tuple[int, int, int]]:
-    """(bin, first row, end row) of the pooled-map query bins that rows [i0, i1) fall in (row i: i*q_bins//Nq)."""
-    first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
-    starts = [max(i0, -(-b * Nq // q_bins)) for b in range(first, last + 1)] + [i1]
-    return [(first + j, starts[j], starts[j + 1]) for j in range(last - first + 1)]
 
 
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
