@@ -94,19 +94,21 @@ def _row_max_and_argmax(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     torch's argmax is several times slower than amax on CPU, so take the max of every 64-key block, find
     the first block holding the row max, and look for the first maximal key inside that block only
-    (torch.max over a dim returns the first maximal index)."""
+    (torch.max over a dim returns the first maximal index). The last, shorter block is searched whole."""
     R, w = s.shape
     nb = w // ARGMAX_BLOCK
-    parts = []
     if nb:
-        parts.append(s[:, : nb * ARGMAX_BLOCK].view(R, nb, ARGMAX_BLOCK).amax(-1))
-    if w > nb * ARGMAX_BLOCK:
-        parts.append(s[:, nb * ARGMAX_BLOCK :].amax(-1, keepdim=True))
-    mx, block = torch.cat(parts, dim=1).max(-1, keepdim=True) if len(parts) > 1 else parts[0].max(-1, keepdim=True)
-    # The keys of that block; the last block may be short, so clamp: the repeats of key w-1 sit after it.
-    keys = (block * ARGMAX_BLOCK + torch.arange(ARGMAX_BLOCK, device=s.device)).clamp_max_(w - 1)
-    inside = s.gather(1, keys).max(-1, keepdim=True)[1]
-    return mx.squeeze(1), keys.gather(1, inside).squeeze(1)
+        blocks = s[:, : nb * ARGMAX_BLOCK].view(R, nb, ARGMAX_BLOCK)
+        mx, block = blocks.amax(-1).max(-1, keepdim=True)
+        inside = blocks.gather(1, block[:, :, None].expand(R, 1, ARGMAX_BLOCK)).squeeze(1).max(-1)[1]
+        mx, arg = mx.squeeze(1), block.squeeze(1) * ARGMAX_BLOCK + inside
+    if w == nb * ARGMAX_BLOCK:
+        return mx, arg
+    tail_mx, tail_arg = s[:, nb * ARGMAX_BLOCK :].max(-1)
+    if not nb:
+        return tail_mx, tail_arg
+    later = tail_mx > mx  # a tie keeps the earlier key
+    return torch.where(later, tail_mx, mx), torch.where(later, tail_arg + nb * ARGMAX_BLOCK, arg)
 
 
 def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
