@@ -67,18 +67,20 @@ def _logits(q, kT, lo: int, hi: int, out) -> None:
                 torch.mm(q[b, h], kT[b, h, :, c : min(c + KEY_TILE, hi)], out=out[b, h, :, c - lo : c - lo + KEY_TILE])
 
 
-def _hide(s, qpos, lo: int, causal: bool, sliding_window, key_padding, mask, i0: int, i1: int) -> None:
-    """Set the logits of hidden keys to HIDDEN in place. s [B, Hkv, G, n, w] covers keys [lo, lo + w)."""
+def _hide(s, query_pos, key_pos, q_offset: int, i0: int, i1: int, lo: int, causal: bool, sliding_window,
+          key_padding, mask) -> None:
+    """Set the logits of hidden keys to HIDDEN in place. s [B, Hkv, G, n, w] holds queries [i0, i1) against
+    keys [lo, lo + w); query_pos (q_offset + query index) and key_pos are the positions of all of them."""
     w = s.shape[-1]
-    kpos = torch.arange(lo, lo + w, device=s.device)
+    qpos, kpos = query_pos[i0:i1, None], key_pos[lo : lo + w]
     if causal:  # only keys after the chunk's first query can be hidden
-        a = max(0, int(qpos[0]) + 1 - lo)
+        a = max(0, q_offset + i0 + 1 - lo)
         if a < w:
-            s[..., a:].masked_fill_(kpos[a:] > qpos[:, None], HIDDEN)
+            s[..., a:].masked_fill_(kpos[a:] > qpos, HIDDEN)
     if sliding_window is not None:  # only keys up to the last query's window edge can be hidden
-        b = min(w, int(qpos[-1]) - sliding_window - lo + 1)
+        b = min(w, q_offset + i1 - 1 - sliding_window - lo + 1)
         if b > 0:
-            s[..., :b].masked_fill_(qpos[:, None] - kpos[:b] >= sliding_window, HIDDEN)
+            s[..., :b].masked_fill_(qpos - kpos[:b] >= sliding_window, HIDDEN)
     if key_padding is not None:
         s.masked_fill_(~key_padding[:, None, None, None, lo : lo + w], HIDDEN)
     if mask is not None:
@@ -144,18 +146,23 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
     spans_list = spans.tolist() if spans is not None else None
+    query_pos, key_pos = q_offset + torch.arange(Nq, device=dev), torch.arange(Nk, device=dev)
 
     # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
-    per_query = {name: [] for name, asked in [("lse", req.lse), ("argmax", req.argmax), ("argmax_prob", req.argmax),
-                                               ("entropy", req.entropy), ("span_mass", spans is not None)] if asked}
-    dead_rows = []
+    # Each list starts with an empty (B, Hq, 0, ...) part, so that no query at all needs no special case.
+    asked = {"lse": req.lse, "argmax": req.argmax, "argmax_prob": req.argmax, "entropy": req.entropy,
+             "span_mass": spans is not None}
+    per_query = {name: [torch.empty(B, Hq, 0, *spans.shape[1:2] if name == "span_mass" else (), device=dev,
+                                    dtype=torch.long if name == "argmax" else torch.float32)]
+                 for name, wanted in asked.items() if wanted}
+    dead_rows = [torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)]
     out = {}
     if pooled is not None:
         q_bins, k_bins = pooled
         out["pooled"] = torch.zeros(B, Hq, q_bins, k_bins, **f32)
         query_bin = torch.arange(Nq, device=dev) * q_bins // Nq
         bin_ids = torch.arange(q_bins, device=dev)[:, None]
-        key_bin = torch.arange(Nk, device=dev) * k_bins // Nk
+        key_bin = key_pos * k_bins // Nk
     if req.key_mass:
         out["key_mass"] = torch.zeros(B, Hq, Nk, **f32)
 
@@ -171,7 +178,7 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         _logits(qg[:, :, :, i0:i1].reshape(B, Hkv, G * n, D), kT, lo, hi, s.view(B, Hkv, G * n, w))
         if softcap is not None:
             s.div_(softcap).tanh_().mul_(softcap * LOG2E)
-        _hide(s, q_offset + torch.arange(i0, i1, device=dev), lo, causal, sliding_window, key_padding, mask, i0, i1)
+        _hide(s, query_pos, key_pos, q_offset, i0, i1, lo, causal, sliding_window, key_padding, mask)
 
         rows = s.view(B * Hq * n, w)
         mx, best = _row_max_and_argmax(rows)
@@ -198,19 +205,16 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
             # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
             weights = inv_l.view(B * Hq, 1, n)
             if pooled is not None:
-                first, last = int(query_bin[i0]), int(query_bin[i1 - 1])
+                first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
                 weights = (query_bin[i0:i1] == bin_ids[first : last + 1]) * weights
             sums = torch.bmm(weights, e.view(B * Hq, n, w)).view(B, Hq, -1, w)
             if req.key_mass:
-                out["key_mass"][..., lo:hi] += sums.sum(2) if sums.shape[2] > 1 else sums[:, :, 0]
+                out["key_mass"][..., lo:hi] += sums.sum(2)
             if pooled is not None:
                 out["pooled"][:, :, first : last + 1].index_add_(3, key_bin[lo:hi], sums)
 
-    for name, parts in per_query.items():  # (B, Hq, 0, ...) when there is no query
-        empty = torch.empty(B, Hq, 0, *spans.shape[1:2] if name == "span_mass" else (), device=dev,
-                            dtype=torch.long if name == "argmax" else torch.float32)
-        out[name] = torch.cat(parts, dim=2) if parts else empty
-    dead = torch.cat(dead_rows, dim=2) if dead_rows else torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)
+    out.update({name: torch.cat(parts, dim=2) for name, parts in per_query.items()})
+    dead = torch.cat(dead_rows, dim=2)
     if req.lse:
         out["lse"].mul_(LN2)
     if req.argmax:

@@ -74,7 +74,7 @@ def normalize_spans(spans, B: int, Nk: int, device) -> torch.Tensor:
 def key_bin_edges(Nk: int, k_bins: int, device) -> torch.Tensor:
     """Key bins as half-open spans [k_bins, 2]: key j is in bin j*k_bins//Nk, i.e. bin b starts at ceil(b*Nk/k_bins).
 
-    Treating bins as spans lets both implementations reuse their span code for `pooled`."""
+    Treating bins as spans lets the Triton kernel reuse its span code for `pooled`."""
     b = torch.arange(k_bins + 1, device=device, dtype=torch.long)
     edges = (b * Nk + k_bins - 1) // k_bins
     return torch.stack([edges[:-1], edges[1:]], dim=1)
