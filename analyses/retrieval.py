@@ -23,18 +23,17 @@ Method (METHODS.md section 1):
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import product
 
 import pandas as pd
 import torch
 
-from interp.data import Needle, insert_needle, load_needles, load_texts, make_haystack
+from interp.data import Needle, count_tokens, insert_needle, load_needles, load_texts, make_haystack, parse_needles
 from interp.errors import InterpError
 from interp.interventions import UniformAttention, ZeroAblation
 from interp.kernels import StatsRequest
@@ -95,7 +94,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     depths = list(DEPTHS if depths is None else depths)
     if not depths or any(not 0 <= d <= 1 for d in depths):
         raise InterpError(f"depths must be fractions between 0 and 1, got {depths}")
-    n_new = max_new_tokens or min(MAX_STEPS, max(_count(model, n.needle) for n in needles) + 8)
+    n_new = max_new_tokens or min(MAX_STEPS, max(count_tokens(model.tokenizer, n.needle) for n in needles) + 8)
     lengths = _lengths(model, lengths, max_length, n_new)
 
     grid = list(product(lengths, depths, needles))
@@ -119,7 +118,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     answered = float(probes_table["answered"].mean())
     heads.attrs["answered_fraction"] = probes_table.attrs["answered_fraction"] = answered
     k = max(1, round(HEAD_SHARE * model.layout.n_total_heads)) if causal_k is None else causal_k
-    causal = _causal_check(model, grid, make_probe, records, heads, k, causal_draws, mask, n_new, seed, results, done)
+    causal = _causal_check(model, grid, make_probe, answered, heads, k, causal_draws, mask, n_new, seed, results, done)
     return {"heads": heads, "probes": probes_table, "causal": causal}
 
 
@@ -131,17 +130,7 @@ def _needles(needles) -> list[Needle]:
         return load_needles()[:N_NEEDLES]
     if isinstance(needles, (str, os.PathLike)):
         return load_needles(needles)
-    needles = [n if isinstance(n, Needle) else Needle(**n) for n in needles]
-    if not needles:
-        raise InterpError("needles is empty: pass at least one needle, or None for the bundled ones")
-    for n in needles:
-        if n.answer not in n.needle:
-            raise InterpError(f"needle {n.id!r}: answer {n.answer!r} does not appear verbatim in its needle sentence")
-    return needles
-
-
-def _count(model, text: str) -> int:
-    return len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return parse_needles([asdict(n) if isinstance(n, Needle) else n for n in needles], "the needles argument")
 
 
 def _lengths(model, lengths, max_length, n_new) -> list[int]:
@@ -215,14 +204,13 @@ def _tokenize_with_span(tokenizer, prompt: str, special: bool, start: int, end: 
 def _prefill(model, probe: Probe):
     """KV cache of all prompt tokens but the last: decoding from it runs the last prompt
     token as step 0, so step t's query produces generated token t. The prefill itself
-    runs with nothing active (plain SDPA), and every masked run can reuse it."""
+    runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied."""
     with torch.no_grad():
         return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True).past_key_values
 
 
 def _decode(model, probe: Probe, cache, n_new: int, rows: int = 1):
-    """Greedy decoding from (a copy of) the prefilled cache, in `rows` identical batch rows."""
-    cache = copy.deepcopy(cache)
+    """Greedy decoding from the prefilled cache (used up), in `rows` identical batch rows."""
     if rows > 1:
         cache.batch_repeat_interleave(rows)
     ids = probe.input_ids.repeat(rows, 1)
@@ -277,12 +265,11 @@ def _head_table(records: list[dict], layout) -> pd.DataFrame:
 # ---- causal check ------------------------------------------------------------------------------------
 
 
-def _causal_check(model, grid, make_probe, records, heads, k, draws, mask, n_new, seed, results, done) -> pd.DataFrame:
+def _causal_check(model, grid, make_probe, accuracy, heads, k, draws, mask, n_new, seed, results, done) -> pd.DataFrame:
     """Needle accuracy (share of probes answered) unmasked, with the top-k heads masked, and
     with k random non-retrieval heads masked (`draws` seeded draws). Masks act during
     decoding only, so all conditions decode from one prefilled cache, as the rows of one
     batch with a different mask in every row."""
-    accuracy = sum(r["answered"] for r in records) / len(records)
     rows = [{"condition": "baseline", "k": 0, "draw": 0, "accuracy": accuracy, "heads": ""}]
     if k == 0 or heads["score"].isna().all():  # skipped, or nothing answered: masking cannot lower 0
         return pd.DataFrame(rows)

@@ -64,14 +64,14 @@ def _paragraphs(text: str) -> list[str]:
 def load_needles(path: str | os.PathLike | None = None) -> list[Needle]:
     """The bundled needles, or those in a JSON list / JSONL file of {id, needle, question, answer}."""
     if path is None:
-        return _parse_needles(json.loads(_bundled("needles.json")), "bundled needles.json")
+        return parse_needles(json.loads(_bundled("needles.json")), "bundled needles.json")
     path = Path(path)
     text = _read_text_file(path, "needle")
     if path.suffix == ".jsonl":
         records = [_parse_json(line, path, line_number) for line_number, line in _numbered_lines(text)]
     else:
         records = _parse_json(text, path)
-    return _parse_needles(records, str(path))
+    return parse_needles(records, str(path))
 
 
 def _numbered_lines(text: str):
@@ -86,7 +86,8 @@ def _parse_json(text: str, path: Path, line_number: int | None = None) -> Any:
         raise InterpError(f"{path} is not valid JSON (line {line}: {e.msg}); fix the file") from e
 
 
-def _parse_needles(records: Any, source: str) -> list[Needle]:
+def parse_needles(records: Any, source: str) -> list[Needle]:
+    """Needles from a list of {id, needle, question, answer} records, checked; `source` names them in errors."""
     if not isinstance(records, list):
         raise InterpError(f"{source} must hold a list of needle records, each with {', '.join(NEEDLE_KEYS)}")
     if not records:
