@@ -22,6 +22,7 @@ and visual-sink share of the text queries behind the image (VAR's image-centric 
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from typing import Callable
@@ -30,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import load_prompts
 from interp.errors import InterpError
 from interp.kernels import StatsRequest
@@ -43,7 +45,7 @@ MIN_QUERIES = 8  # token_types skips the last keys of a prompt: a mean over a fe
 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3, n_tokens=64, sink_positions=(0,),
-         massive_abs=100.0, massive_ratio=1000.0, tau=20.0, sink_dims=None, rho=0.5, min_image_mass=0.2,
+         massive_abs=100.0, massive_ratio=1000.0, tau=20.0, sink_dims=None, rho=RHO, min_image_mass=MIN_IMAGE_MASS,
          prompts=None, images=None, image_prompt="Describe the image.") -> dict[str, pd.DataFrame]:
     """Sink scores of every head, sink tokens, massive activations and (with images) visual sinks.
 
@@ -59,7 +61,9 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
     limits = [n for n in (n_tokens, max_length) if n]
     limit = min(limits) if limits else None  # tokens kept of each prompt
     todo = [(f"text:{i}", lambda t=text: _text_inputs(model, t, limit)) for i, text in enumerate(texts)]
-    todo += [(f"image:{i}", lambda im=image: image_inputs(model, im, image_prompt)) for i, image in enumerate(images or [])]
+    # an image's inputs serve both passes below: processed once, on first use (none after a full resume)
+    todo += [(f"image:{i}", functools.cache(lambda im=image: image_inputs(model, im, image_prompt)))
+             for i, image in enumerate(images or [])]
     done = results.load_progress(NAME) if results is not None else {}
 
     records = {}
@@ -119,8 +123,9 @@ def _choose(texts: list[str], samples: int | None, seed: int) -> list[str]:
 
 
 def _text_inputs(model, text: str, limit: int | None) -> dict:
-    ids = model.tokenize(text)["input_ids"][:, :limit]
-    return {"input_ids": ids}
+    """The first `limit` tokens of text (all if None): cut by the tokenizer, so only they must fit the model."""
+    cut = {"truncation": True, "max_length": limit} if limit else {}
+    return {"input_ids": model.tokenize(text, **cut)["input_ids"]}
 
 
 def image_inputs(model, image, prompt: str = "Describe the image.") -> dict:
@@ -176,18 +181,12 @@ def visible_queries(model, n: int) -> torch.Tensor:
 
 
 def layer_blocks(model) -> list[nn.Module]:
-    """The block (decoder or encoder layer) of every attention site: its ancestor that sits
-    in a ModuleList. Its input is the layer's input hidden state."""
-    parents = {id(child): module for module in model.hf.modules() for child in module.children()}
-    blocks = []
+    """The block (decoder or encoder layer) of every attention site, found once at load
+    (AttentionSite.block). Its input is the layer's input hidden state."""
     for site in model.sites:
-        module = site.attention
-        while id(module) in parents and not isinstance(parents[id(module)], nn.ModuleList):
-            module = parents[id(module)]
-        if id(module) not in parents:
+        if site.block is None:
             raise InterpError(f"cannot find the block of attention layer {site.layer} in {type(model.hf).__name__}")
-        blocks.append(module)
-    return blocks
+    return [site.block for site in model.sites]
 
 
 @torch.no_grad()
@@ -312,8 +311,7 @@ def _image_heads(model, inputs, image: list[int], layer_sinks: dict, rho: float,
     for layer in range(model.layout.n_layers):
         image_mass = mass[layer, :, :, : len(runs)].sum(-1)
         columns = [len(runs) + sinks.index(p) for p in layer_sinks.get(layer, []) if p in sinks]
-        share = mass[layer][..., columns].sum(-1) / image_mass.clamp_min(1e-30)
-        centric = (image_mass >= min_image_mass) & (share <= rho)
+        share, centric = image_centric(image_mass, mass[layer][..., columns].sum(-1), rho, min_image_mass)
         for head in range(model.layout.n_heads):
             rows.append({"layer": layer, "head": head, "image_mass": image_mass[head].mean().item(),
                          "visual_sink_share": share[head].mean().item(), "image_centric": centric[head].float().mean().item()})

@@ -38,12 +38,18 @@ def var_rule(image_positions: Sequence[int], sink_positions: Sequence[int], p: f
     move = move_attention(from_keys=sinks, to_keys=targets, fraction=1 - p)
 
     def rule(probs: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
-        image_mass = _mass(probs, image)
-        share = _mass(probs, visual_sinks) / image_mass.clamp_min(1e-30)
-        image_centric = (image_mass >= min_image_mass) & (share <= rho)
-        return torch.where(image_centric[..., None], move(probs, ctx), probs)
+        _, centric = image_centric(_mass(probs, image), _mass(probs, visual_sinks), rho, min_image_mass)
+        return torch.where(centric[..., None], move(probs, ctx), probs)
 
     return rule
+
+
+def image_centric(image_mass: torch.Tensor, visual_sink_mass: torch.Tensor, rho: float = RHO,
+                  min_image_mass: float = MIN_IMAGE_MASS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(visual-sink share of the image mass, image-centric mask) per attention row: a row is
+    image-centric when it puts at least min_image_mass on the image, at most rho of it on visual sinks."""
+    share = visual_sink_mass / image_mass.clamp_min(1e-30)
+    return share, (image_mass >= min_image_mass) & (share <= rho)
 
 
 def _mass(probs: torch.Tensor, keys: list[int]) -> torch.Tensor:

@@ -48,12 +48,15 @@ class HeadLayout:
 
 @dataclass
 class AttentionSite:
-    """One attention layer: the module transformers calls the attention function with,
-    and the output projection whose input is the concatenated head outputs z."""
+    """One attention layer: the module transformers calls the attention function with, the
+    output projection whose input is the concatenated head outputs z, and the block (decoder
+    or encoder layer: the attention's ancestor that sits in a ModuleList) whose input is the
+    layer's input hidden state; None if there is no such ancestor."""
 
     layer: int
     attention: nn.Module
     output_projection: nn.Module
+    block: nn.Module | None = None
 
     def output_weight(self, n_heads: int) -> torch.Tensor:
         """W_O per head as [n_heads, head_dim, d_model], so z_h @ W_O[h] is head h's write."""
@@ -97,7 +100,7 @@ def find_attention_sites(model: nn.Module) -> list[AttentionSite]:
         projection = _output_projection(module, parents.get(id(module)))
         if projection is None:
             continue
-        sites.append(AttentionSite(len(sites), module, projection))
+        sites.append(AttentionSite(len(sites), module, projection, _block(module, parents)))
     if not sites:
         raise InterpError(
             f"interp cannot find the attention layers of {type(model).__name__}: supported are "
@@ -105,6 +108,12 @@ def find_attention_sites(model: nn.Module) -> list[AttentionSite]:
             "o_proj/c_proj/dense output projection (llama, mistral, qwen2, gemma, gpt2, gpt_neox, bert, llava)"
         )
     return sites
+
+
+def _block(module: nn.Module, parents: dict) -> nn.Module | None:
+    while id(module) in parents and not isinstance(parents[id(module)], nn.ModuleList):
+        module = parents[id(module)]
+    return module if id(module) in parents else None
 
 
 def _output_projection(module: nn.Module, parent: nn.Module | None) -> nn.Module | None:

@@ -110,6 +110,13 @@ def test_resumed_scan_skips_saved_samples_and_tables_round_trip_through_parquet(
         pd.testing.assert_frame_equal(results.read_table("sinks", None if name == "heads" else name), table, check_dtype=False)
 
 
+def test_prompts_longer_than_the_model_are_cut_before_the_length_check():
+    model = planted_llama()
+    too_long = " ".join(f"w{3 + i % 80}" for i in range(model.layout.max_positions + 40))
+    out = sinks.scan(model, prompts=[too_long], n_tokens=16)
+    assert out["tokens"]["position"].max() == 15  # the first 16 tokens were scanned
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_layer_inputs_are_the_hidden_states_transformers_reports(arch):
     model = InterpModel(build_hf(arch), source=f"tiny-{arch}")
