@@ -49,8 +49,7 @@ def main():
     start = time.perf_counter()
     tables = retrieval.scan(model, results=results, **params)
     wall = time.perf_counter() - start
-    for name, table in tables.items():
-        results.write_table("retrieval", table, None if name == "heads" else name)
+    results.write_tables("retrieval", tables)
     results.finish_analysis("retrieval")
 
     heads, probes, causal = tables["heads"], tables["probes"], tables["causal"]

@@ -103,7 +103,7 @@ def model_name(model: str | None) -> str:
 def model_identity(model, source: str | None) -> tuple[str, str | None]:
     """(source, revision or file hash) to record in the manifest, so that a later
     `interp explore` can reload the model and a different model cannot mix into DIR."""
-    if source is None:
+    if source is None or source == "bundled":  # load_model's alias: record it as the bundled model itself
         return model.source, model.file_hash
     path = Path(source)
     if path.exists():  # local: absolute, so the explorer finds it from any working directory
@@ -153,17 +153,6 @@ def run_params(module, given: dict) -> dict:
     return {**{n: given[n] for n in names if n in given}, "dtype": given["dtype"]}
 
 
-def write_tables(results: ResultsDir, name: str, tables: dict) -> None:
-    if not isinstance(tables, dict) or "heads" not in tables:
-        raise InterpError(f"analysis '{name}' returned no 'heads' table; scan() must return {{'heads': DataFrame, ...}}")
-    for key, df in tables.items():
-        results.write_table(name, df, table=None if key == "heads" else key)
-    # A per-sample table from an earlier run with other parameters would no longer match the heads.
-    for analysis, table in results.tables():
-        if analysis == name and table is not None and table not in tables:
-            (results.path / f"{name}.{table}.parquet").unlink(missing_ok=True)
-
-
 @contextmanager
 def sigterm_as_interrupt():
     """A `kill` ends the scan like Ctrl-C, so the manifest says 'failed' rather than 'running'."""
@@ -183,9 +172,9 @@ def sigterm_as_interrupt():
 
 def top_heads_table(results: ResultsDir, names: list[str], top: int) -> Table | None:
     """Rank x analysis table of the best heads, "layer.head (score)"."""
-    columns = {}
+    columns, entries = {}, results.manifest["analyses"]
     for name in names:
-        if results.manifest["analyses"].get(name, {}).get("status") == "done":
+        if entries.get(name, {}).get("status") == "done":
             df = results.read_table(name).dropna(subset=["score"]).sort_values("score", ascending=False).head(top)
             columns[name] = [f"{r.layer}.{r.head} ({r.score:.3g})" for r in df.itertuples()] or ["no scores"]
     if not columns:
@@ -216,8 +205,6 @@ def scan(
     Writes DIR/<analysis>.parquet (one row per head) and DIR/manifest.json. Finished
     analyses are skipped and saved samples are not redone when the command runs again.
     """
-    if sys.stderr.isatty():
-        os.environ.setdefault("INTERP_PROGRESS", "1")  # progress bars with ETA in every analysis loop
     modules = analysis_modules(analyses)
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
@@ -234,12 +221,12 @@ def scan(
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
+            results.start_analysis(name, params)  # drops progress saved under other params
             resumed = len(results.load_progress(name))
-            results.start_analysis(name, params)
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
-                write_tables(results, name, tables)
+                results.write_tables(name, tables)
                 results.finish_analysis(name)
             except KeyboardInterrupt:
                 results.fail_analysis(name, "interrupted; re-run the same command to resume")
@@ -393,8 +380,7 @@ def find_app() -> Path:
 
 
 def streamlit_command(directory: Path, port: int | None, headless: bool) -> list[str]:
-    command = [sys.executable, "-m", "streamlit", "run", str(find_app()), "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "minimal"]
+    command = [sys.executable, "-m", "streamlit", "run", str(find_app()), "--client.toolbarMode", "minimal"]
     if port is not None:
         command += ["--server.port", str(port)]
     if headless:
@@ -410,7 +396,7 @@ def explore(
 ):
     """Open the Streamlit head explorer on a results directory."""
     open_results(directory)  # a clear one-line error here beats a traceback in the browser
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # no usage stats: no network
     try:
         code = subprocess.call(streamlit_command(directory, port, headless), env=env)
     except KeyboardInterrupt:  # Ctrl-C stops streamlit too; that is the normal way to quit

@@ -285,6 +285,18 @@ class ResultsDir:
         atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
         return path
 
+    def write_tables(self, analysis: str, tables: dict) -> None:
+        """Write what an analysis's scan() returned: its "heads" table and per-sample tables.
+        Per-sample tables of this analysis that are not among them (left by an earlier run with
+        other parameters) are removed: they would no longer match the heads."""
+        if not isinstance(tables, dict) or "heads" not in tables:
+            raise InterpError(f"analysis '{analysis}' returned no 'heads' table; scan() must return {{'heads': DataFrame, ...}}")
+        for key, df in tables.items():
+            self.write_table(analysis, df, table=None if key == "heads" else key)
+        for name, table in self.tables():
+            if name == analysis and table is not None and table not in tables:
+                self._table_path(analysis, table).unlink(missing_ok=True)
+
     def read_table(self, analysis: str, table: str | None = None) -> pd.DataFrame:
         path = self._table_path(analysis, table)
         if not path.exists():
