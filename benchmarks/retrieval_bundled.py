@@ -18,14 +18,7 @@ from interp.analyses import retrieval
 from interp.models import cache_dir
 from interp.results import ResultsDir
 
-
-def markdown(df, index=False) -> str:
-    """A Markdown table without the optional tabulate package."""
-    df = df.reset_index() if index else df
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else " ".join(str(v).split()).replace("|", "/")
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 
 
 def main():
@@ -60,17 +53,17 @@ def main():
     print(f"answered fraction: {probes['answered'].mean():.3f}")
     print(f"heads above 0.1: {int(heads['is_retrieval'].sum())} / {len(heads)} = {heads['is_retrieval'].mean():.3f}\n")
     print("### Answered fraction by length and depth\n")
-    print(markdown(probes.pivot_table(index="length", columns="depth", values="answered", aggfunc="mean"), index=True))
+    print(markdown(probes.pivot_table(index="length", columns="depth", values="answered", aggfunc="mean"), True, "{:.3f}"))
     print("\n### Top 10 heads\n")
     top = heads.sort_values("score", ascending=False).head(10)
-    print(markdown(top))
+    print(markdown(top, float_format="{:.3f}"))
     print("\n### Causal check (needle accuracy)\n")
-    print(markdown(causal))
+    print(markdown(causal, float_format="{:.3f}"))
     rand = causal.loc[causal["condition"] == "random", "accuracy"]
     if len(rand):
         print(f"\nrandom-k mean {rand.mean():.3f} +- {rand.std(ddof=0):.3f} (std over {len(rand)} draws)")
     print("\n### Probes\n")
-    print(markdown(probes[["probe", "prompt_tokens", "answered", "rouge", "generated"]]))
+    print(markdown(probes[["probe", "prompt_tokens", "answered", "rouge", "generated"]], float_format="{:.3f}"))
 
 
 if __name__ == "__main__":

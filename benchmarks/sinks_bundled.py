@@ -25,18 +25,15 @@ import interp
 from interp.analyses import sinks
 from interp.data import make_haystack
 
+from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def show(title: str, table: pd.DataFrame) -> None:
-    """A markdown table (pandas' to_markdown needs tabulate, which interp does not install)."""
-    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else repr(v) if isinstance(v, str) and v != v.strip() else str(v)
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v).replace("|", "\\|").replace("\n", "\\n") for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    print(f"\n### {title}\n\n" + "\n".join(lines))
+    print(f"\n### {title}\n\n" + markdown(table))
 
 
 def short_prompts(model, out: Path | None) -> None:
