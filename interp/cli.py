@@ -303,18 +303,13 @@ class AblationEffect:
 
 
 def ablation_effect(model, intervention, prompt: str, max_new_tokens: int = 32, chat: bool | None = None, top: int = 5) -> AblationEffect:
-    import torch
-
     if chat is None:  # instruct models answer better in their chat format; base models have none
         chat = getattr(model.tokenizer, "chat_template", None) is not None
     inputs = model.tokenize(prompt, chat=chat)
-    with torch.no_grad():
-        clean_logits = model(inputs).logits[0, -1].float()
-        clean = model.generate(inputs, max_new_tokens=max_new_tokens)
-        with model.intervene(intervention):
-            ablated_logits = model(inputs).logits[0, -1].float()
-            ablated = model.generate(inputs, max_new_tokens=max_new_tokens)
-    log_p, log_q = clean_logits.log_softmax(-1), ablated_logits.log_softmax(-1)
+    clean = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)  # one prompt pass each side
+    with model.intervene(intervention):
+        ablated = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)
+    log_p, log_q = clean.first_logits[0].float().log_softmax(-1), ablated.first_logits[0].float().log_softmax(-1)
     kl = float((log_p.exp() * (log_p - log_q)).sum())
     ids = list(dict.fromkeys(log_p.topk(top).indices.tolist() + log_q.topk(top).indices.tolist()))
     table = pd.DataFrame({

@@ -49,6 +49,7 @@ class Generation:
     text: str  # the generated continuation, special tokens removed
     prompt_ids: torch.Tensor  # [1, prompt_len]
     new_ids: torch.Tensor  # [1, n_new]
+    first_logits: torch.Tensor | None = None  # [batch, vocab] at the last prompt position, with output_logits=True
 
 
 class InterpModel:
@@ -139,17 +140,18 @@ class InterpModel:
     @torch.no_grad()
     def generate(self, prompt: str | dict, max_new_tokens: int = 32, chat: bool = True, **kwargs) -> Generation:
         """Greedy generation with the KV cache; captures and interventions active around
-        this call act at every step (each decoding step is one capture step)."""
+        this call act at every step (each decoding step is one capture step). Pass
+        output_logits=True for Generation.first_logits (the next-token logits of the prompt)."""
         if not self.is_causal_lm:
             raise InterpError(f"{type(self.hf).__name__} cannot generate text")
         inputs = prompt if isinstance(prompt, dict) else self.tokenize(prompt, chat=chat)
         self.check_length(inputs["input_ids"].shape[1] + max_new_tokens)
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
-        out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, **kwargs)
-        n_prompt = inputs["input_ids"].shape[1]
-        new = out[:, n_prompt:]
+        out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                               return_dict_in_generate=True, **kwargs)
+        new = out.sequences[:, inputs["input_ids"].shape[1] :]
         text = self.tokenizer.decode(new[0], skip_special_tokens=True) if self.tokenizer is not None else ""
-        return Generation(text, inputs["input_ids"], new)
+        return Generation(text, inputs["input_ids"], new, out.logits[0] if out.logits else None)
 
     @torch.no_grad()
     def head_means(self, texts: list[str]) -> torch.Tensor:
