@@ -13,8 +13,9 @@ in a block that stays in cache:
   * masks touch only the columns where some row of the chunk is hidden (the causal diagonal, the window
     edge); a hidden logit is a large finite negative, so exp2 gives 0 and 0 * logit gives 0, not NaN;
   * the argmax reads the block once as per-64-key maxima, then searches one 64-key block per row;
-  * spans are sums over column slices; per-key mass and the pooled map are one batched matmul of per-row
-    weights against exp2(logits - max), so the probabilities are never normalised in place.
+  * spans are sums over column slices; key_match gathers the few matching keys by index; per-key mass
+    and the pooled map are one batched matmul of per-row weights against exp2(logits - max), so the
+    probabilities are never normalised in place.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import math
 
 import torch
 
-from .stats import StatsRequest
+from .request import StatsRequest
 
 CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
 MIN_ROWS = 16  # never fewer query rows per chunk: below this, per-chunk Python overhead dominates
@@ -131,8 +132,24 @@ def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
     return out
 
 
+def _match_mass(p, query_labels, key_labels, i0: int, i1: int, lo: int) -> torch.Tensor:
+    """Mass on keys whose label equals the query's, per pair: p [B, Hq, n, w] covers queries [i0, i1) and keys
+    [lo, lo + w); labels [1|B, M, Nq] and [1|B, M, Nk] -> [B, Hq, n, M].
+
+    Matches are few (one key per query for positional pairs, a handful for token pairs), so gather the
+    matching probabilities through the indices of the (b, m, i, j) matches instead of a dense pass per pair."""
+    B, Hq, n, w = p.shape
+    M = query_labels.shape[1]
+    ql = query_labels[:, :, i0:i1, None]
+    same = (key_labels[:, :, None, lo : lo + w] == ql) & (ql >= 0)  # [1|B, M, n, w]
+    b, m, i, j = same.expand(B, M, n, w).nonzero(as_tuple=True)
+    out = p.new_zeros(B, n, M, Hq)
+    out.index_put_((b, i, m), p.permute(0, 2, 3, 1)[b, i, j], accumulate=True)
+    return out.permute(0, 3, 1, 2)
+
+
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
-                  softcap, spans, pooled, chunk_size=None) -> dict[str, torch.Tensor]:
+                  softcap, spans, pooled, key_match=None, chunk_size=None) -> dict[str, torch.Tensor]:
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     G = Hq // Hkv
@@ -151,8 +168,10 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
     # Each list starts with an empty (B, Hq, 0, ...) part, so that no query at all needs no special case.
     asked = {"lse": req.lse, "argmax": req.argmax, "argmax_prob": req.argmax, "entropy": req.entropy,
-             "span_mass": spans is not None}
-    per_query = {name: [torch.empty(B, Hq, 0, *spans.shape[1:2] if name == "span_mass" else (), device=dev,
+             "span_mass": spans is not None, "match_mass": key_match is not None}
+    width = {"span_mass": spans.shape[1:2] if spans is not None else (),
+             "match_mass": key_match[0].shape[1:2] if key_match is not None else ()}
+    per_query = {name: [torch.empty(B, Hq, 0, *width.get(name, ()), device=dev,
                                     dtype=torch.long if name == "argmax" else torch.float32)]
                  for name, wanted in asked.items() if wanted}
     dead_rows = [torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)]
@@ -200,6 +219,9 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         if spans is not None:
             mass = _span_mass(e.view(B, Hq, n, w), spans_list, spans, lo)
             per_query["span_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
+        if key_match is not None:
+            mass = _match_mass(e.view(B, Hq, n, w), *key_match, i0, i1, lo)
+            per_query["match_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
         if req.key_mass or pooled is not None:
             # Sums over the chunk's rows of p = e / l, one row group per query bin of the pooled map (one group
             # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
