@@ -148,8 +148,15 @@ def _match_mass(p, query_labels, key_labels, i0: int, i1: int, lo: int) -> torch
     return out.permute(0, 3, 1, 2)
 
 
+def _normalised(mass: torch.Tensor, inv_l) -> torch.Tensor:
+    """mass [B, Hq, n, X] of e, as probability mass: times 1 / l per row, unless e is normalised already."""
+    return mass if inv_l is None else mass.mul_(inv_l.view(*mass.shape[:3], 1))
+
+
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
-                  softcap, spans, pooled, key_match=None, chunk_size=None) -> dict[str, torch.Tensor]:
+                  softcap, spans, pooled, key_match=None, lse=None, chunk_size=None) -> dict[str, torch.Tensor]:
+    """lse [B, Hq, Nq] (natural log, -inf where a query sees no key), when given, replaces the max and sum
+    passes: every statistic comes from one sweep over p = exp(s - lse)."""
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     G = Hq // Hkv
@@ -163,6 +170,10 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
     spans_list = spans.tolist() if spans is not None else None
+    given = None
+    if lse is not None:  # (base-2 lse with 0 on dead rows, so that their hidden logits give p = 0; dead rows)
+        dead_given = lse == float("-inf")
+        given = ((lse.float() * LOG2E).masked_fill_(dead_given, 0.0), dead_given)
     query_pos, key_pos = q_offset + torch.arange(Nq, device=dev), torch.arange(Nk, device=dev)
 
     # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
@@ -200,32 +211,44 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         _hide(s, query_pos, key_pos, q_offset, i0, i1, lo, causal, sliding_window, key_padding, mask)
 
         rows = s.view(B * Hq * n, w)
-        mx, best = _row_max_and_argmax(rows)
-        dead = mx <= HIDDEN / 2  # the query sees no key
-        mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
-        d = rows.sub_(mx[:, None])  # base-2 logits minus the row max, <= 0
-        e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
-        l = e.sum(-1)
-        inv_l = l.reciprocal().masked_fill_(dead, 0.0)
+        if given is None:  # two passes: the row max (and argmax), then the row sum l of p * l
+            mx, best = _row_max_and_argmax(rows)
+            dead = mx <= HIDDEN / 2  # the query sees no key
+            mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
+            d = rows.sub_(mx[:, None])  # base-2 logits minus the row max, <= 0
+            e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
+            l = e.sum(-1)
+            inv_l = l.reciprocal().masked_fill_(dead, 0.0)
+        else:  # one sweep: with the lse known, e = exp2(s - lse) is the probability itself (inv_l = None)
+            row_lse, dead = given[0][:, :, i0:i1].reshape(-1), given[1][:, :, i0:i1].reshape(-1)
+            if req.argmax:
+                mx, best = _row_max_and_argmax(rows)
+                mx = mx.sub_(row_lse)  # base-2 log of the winner's probability
+            d = rows.sub_(row_lse[:, None])  # base-2 log-probabilities
+            e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
+            inv_l = None
         dead_rows.append(dead.view(B, Hq, n))
 
-        if req.lse:
+        if req.lse and given is None:
             per_query["lse"].append(l.log2().add_(mx).view(B, Hq, n))  # base 2 until the end
         if req.argmax:
             per_query["argmax"].append(best.add_(lo).view(B, Hq, n))
-            per_query["argmax_prob"].append(inv_l.view(B, Hq, n))  # exp2(max - max) / l
+            # exp2(max - max) / l, or exp2(max - lse)
+            per_query["argmax_prob"].append((inv_l if given is None else mx.exp2_()).view(B, Hq, n))
         if req.entropy:  # H = -sum p ln p = ln l - ln2 * sum(e * d) / l; hidden keys add 0 * HIDDEN = 0
-            per_query["entropy"].append(torch.addcmul(l.log(), d.mul_(e).sum(-1), inv_l, value=-LN2).view(B, Hq, n))
+            t = d.mul_(e).sum(-1)
+            h = t.mul_(-LN2) if given is not None else torch.addcmul(l.log(), t, inv_l, value=-LN2)
+            per_query["entropy"].append(h.view(B, Hq, n))
         if spans is not None:
             mass = _span_mass(e.view(B, Hq, n, w), spans_list, spans, lo)
-            per_query["span_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
+            per_query["span_mass"].append(_normalised(mass, inv_l))
         if key_match is not None:
             mass = _match_mass(e.view(B, Hq, n, w), *key_match, i0, i1, lo)
-            per_query["match_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
+            per_query["match_mass"].append(_normalised(mass, inv_l))
         if req.key_mass or pooled is not None:
             # Sums over the chunk's rows of p = e / l, one row group per query bin of the pooled map (one group
             # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
-            weights = inv_l.view(B * Hq, 1, n)
+            weights = (inv_l if given is None else e.new_ones(B * Hq * n)).view(B * Hq, 1, n)
             if pooled is not None:
                 first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
                 weights = (query_bin[i0:i1] == bin_ids[first : last + 1]) * weights
@@ -237,7 +260,9 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
 
     out.update({name: torch.cat(parts, dim=2) for name, parts in per_query.items()})
     dead = torch.cat(dead_rows, dim=2)
-    if req.lse:
+    if req.lse and given is not None:
+        out["lse"] = lse.float().clone()
+    elif req.lse:
         out["lse"].mul_(LN2)
     if req.argmax:
         out["argmax"].masked_fill_(dead, -1)

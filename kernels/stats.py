@@ -42,6 +42,7 @@ def attention_stats(
     softcap: float | None = None,
     impl: str = "auto",
     chunk_size: int | None = None,
+    lse: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Softmax statistics of attention logits, per query, without building the [B, Hq, Nq, Nk] matrix.
 
@@ -53,6 +54,9 @@ def attention_stats(
     Everything is accumulated in fp32. A query that sees no key gets lse=-inf, argmax=-1 and zeros elsewhere.
     impl: "auto" (triton for CUDA tensors when triton imports, else chunked; env INTERP_STATS_IMPL overrides),
     "chunked" or "triton". Returns only the requested statistics (see StatsRequest).
+    lse: the log-sum-exp of these logits [B, Hq, Nq] (natural log, -inf where a query sees no key), when the
+    caller has it already (the fused attention kernels return it): then one sweep over p = exp(s - lse)
+    gives every statistic, with no max pass and no sum pass.
     """
     if not isinstance(requests, StatsRequest):
         _bad("requests must be a StatsRequest, e.g. requests=StatsRequest(lse=True)")
@@ -98,6 +102,10 @@ def attention_stats(
         if len(pooled) != 2 or any(int(x) != x or x < 1 for x in pooled):
             _bad(f"pooled must be (q_bins, k_bins) with positive ints, got {pooled!r}")
         pooled = (int(pooled[0]), int(pooled[1]))
+    if lse is not None:
+        if not (isinstance(lse, torch.Tensor) and lse.shape == (B, Hq, Nq) and lse.is_floating_point()):
+            _bad(f"lse must be a float tensor [B={B}, Hq={Hq}, Nq={Nq}] (the log-sum-exp of these logits)")
+        lse = lse.to(q.device)
     spans = normalize_spans(requests.spans, B, Nk, q.device) if requests.wants_spans else None
     key_match = normalize_key_match(requests.key_match, B, Nq, Nk, q.device) if len(requests.key_match) else None
 
@@ -117,7 +125,7 @@ def attention_stats(
     common = dict(
         scale=scale, causal=bool(causal), q_offset=q_offset, key_padding=key_padding,
         sliding_window=None if sliding_window is None else int(sliding_window), softcap=softcap,
-        spans=spans, pooled=pooled, key_match=key_match,
+        spans=spans, pooled=pooled, key_match=key_match, lse=lse,
     )
     if impl == "triton":
         from .triton_stats import triton_stats

@@ -192,8 +192,10 @@ def run_case(name, dtype, impl, device, **options):
     key_match = key_match_for(q, k, kw.get("q_offset"))
     req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True,
                        key_match=key_match)
-    out = attention_stats(q, k, requests=req, impl=impl, **kw, **options)
     ref = reference(q.cpu(), k.cpu(), spans=spans, pooled=pooled, key_match=key_match, **kw)
+    if options.pop("given_lse", False):  # the one-sweep path: the exact lse handed in
+        options["lse"] = ref["lse"].float().to(device)
+    out = attention_stats(q, k, requests=req, impl=impl, **kw, **options)
     check(out, ref, 1e-5 if dtype == torch.float32 else 2e-3)
 
 
@@ -223,6 +225,17 @@ def test_chunked_ties_across_argmax_blocks(causal):
     out = attention_stats(q, k, requests=StatsRequest(argmax=True), scale=1.0, causal=causal, impl="chunked")
     ref = reference(q, k, spans=[], pooled=(1, 1), scale=1.0, causal=causal)
     assert (ref["argmax"] >= 64).any() and torch.equal(out["argmax"], ref["argmax"])
+
+
+GIVEN_LSE_CASES = ["causal", "noncausal", "gqa", "decode", "q_offset", "padding", "window", "softcap", "mask_float",
+                   "dead_rows", "batch_spans"]
+
+
+@pytest.mark.parametrize("name", GIVEN_LSE_CASES + list(LONG_CASES))
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_chunked_given_lse(name, chunk_size):
+    """With the lse handed in, one sweep gives the same statistics as the two passes."""
+    run_case(name, torch.float32, "chunked", "cpu", given_lse=True, chunk_size=chunk_size)
 
 
 def test_chunked_bf16():
@@ -309,6 +322,12 @@ def test_triton_inner(name, dtype):
 
 
 @needs_triton
+@pytest.mark.parametrize("name", ["causal", "decode", "padding", "window", "softcap", "dead_rows", "batch_spans"])
+def test_triton_inner_given_lse(name):
+    run_case(name, torch.float32, "triton", TRITON_DEVICE, given_lse=True)
+
+
+@needs_triton
 def test_triton_inner_ties():
     _ties("triton", TRITON_DEVICE)
 
@@ -378,6 +397,7 @@ BAD = {
     "mask": ({}, dict(mask=torch.ones(2, 1, 19, 18, dtype=torch.bool))),
     "window": ({}, dict(sliding_window=0)),
     "chunk": ({}, dict(chunk_size=0)),
+    "lse_shape": ({}, dict(lse=torch.zeros(2, 6, 18))),
     "match_pairs": ({}, dict(requests=StatsRequest(key_match=(torch.zeros(19, dtype=torch.long),)))),
     "match_float": ({}, dict(requests=StatsRequest(key_match=((torch.zeros(19), torch.zeros(19)),)))),
     "match_query_len": ({}, dict(requests=StatsRequest(key_match=((torch.zeros(18, dtype=torch.long),
