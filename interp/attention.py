@@ -24,6 +24,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from interp.capture import Capture
 from interp.errors import InterpError
+from interp.fast_attention import attention_with_lse
 from interp.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
 from interp.kernels import attention_stats
 from interp.layout import AttentionSite, HeadLayout
@@ -148,8 +149,13 @@ def interp_attention(module, query, key, value, attention_mask, scaling=None, dr
             new = iv.new_query(query[:, head])
             query[:, head] = new if where is None else torch.where(where[..., None], new, query[:, head])
 
-    output, _ = _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs)
-    attn = EagerHeads(query, key, value, attention_mask, scaling, softcap, causal, q_offset, layer)
+    fast = _output_and_lse(runtime, layer, query, key, value, attention_mask, scaling, dropout, softcap, causal, kwargs)
+    if fast is None:
+        output, _ = _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs)
+    else:
+        output = fast[0]
+    attn = EagerHeads(query, key, value, attention_mask, scaling, softcap, causal, q_offset, layer,
+                      lse=None if fast is None else fast[1])
 
     prob_edits = runtime.interventions.at("probs", layer)
     edited_heads = sorted({h for iv in prob_edits for h in iv.heads_in(layer)})
@@ -164,6 +170,19 @@ def interp_attention(module, query, key, value, attention_mask, scaling=None, dr
         if cap.spec.wants_attention and cap.wants_layer(layer):
             _capture_attention(cap, attn, prob_edits, edited_heads)
     return output, None
+
+
+def _output_and_lse(runtime, layer, query, key, value, attention_mask, scaling, dropout, softcap, causal, kwargs):
+    """(output, lse) from one fused call when a capture takes statistics here, so that the kernels need not
+    find the lse again; None where the plain path must run (soft-capped logits, dropout, extra arguments
+    such as position biases, or no fused kernel for this input)."""
+    wants_stats = any(cap.spec.stats is not None and not cap.spec.stats.is_empty and cap.wants_layer(layer)
+                      for cap in runtime.captures)
+    known = {"position_ids", "sliding_window", "use_cache", "is_causal", "cache_position", "encoder_hidden_states"}
+    extra = {name for name, value in kwargs.items() if value is not None} - known
+    if not wants_stats or softcap is not None or dropout or extra:
+        return None
+    return attention_with_lse(query, key, value, attention_mask, scaling, causal)
 
 
 def _plain_attention(module, query, key, value, attention_mask, scaling, dropout, softcap, **kwargs):
@@ -184,8 +203,9 @@ def _plain_attention(module, query, key, value, attention_mask, scaling, dropout
 class EagerHeads:
     """Eager attention for a subset of heads and queries, with probability edits."""
 
-    def __init__(self, query, key, value, mask, scaling, softcap, causal, q_offset, layer):
+    def __init__(self, query, key, value, mask, scaling, softcap, causal, q_offset, layer, lse=None):
         self.query, self.key, self.value, self.mask = query, key, value, mask
+        self.lse = lse  # [B, Hq, Nq] from the fused call, when it ran
         self.scaling, self.softcap, self.causal, self.q_offset, self.layer = scaling, softcap, causal, q_offset, layer
         self.group = query.shape[1] // key.shape[1]  # query heads per KV head (GQA)
 
@@ -260,6 +280,7 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
                 attn.query[:, :, run], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key.shape[2]),
                 scale=attn.scaling, causal=attn.causal and mask is None,
                 q_offset=attn.q_offset + int(run[0]), mask=mask, softcap=attn.softcap,
+                lse=None if attn.lse is None else attn.lse[:, :, run],
             )
         )
     for name in results[0]:

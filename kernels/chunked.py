@@ -20,6 +20,8 @@ in a block that stays in cache:
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -31,6 +33,7 @@ KEY_TILE = 2048  # keys per logits matmul
 ARGMAX_BLOCK = 64
 LOG2E, LN2 = math.log2(math.e), math.log(2.0)
 HIDDEN = -1e30  # base-2 logit of a hidden key; anything at or below HIDDEN / 2 counts as hidden
+POOL_CELLS = 1 << 22  # from this many logits on, chunks go to a pool of single-threaded workers (CPU)
 SLICED_SPANS = 16  # up to this many (batch row, span) pairs are summed by slicing, more by a matmul
 
 
@@ -157,61 +160,129 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
                   softcap, spans, pooled, key_match=None, lse=None, chunk_size=None) -> dict[str, torch.Tensor]:
     """lse [B, Hq, Nq] (natural log, -inf where a query sees no key), when given, replaces the max and sum
     passes: every statistic comes from one sweep over p = exp(s - lse)."""
-    B, Hq, Nq, D = q.shape
-    Hkv, Nk = k.shape[1], k.shape[2]
-    G = Hq // Hkv
-    dev = q.device
-    f32 = dict(device=dev, dtype=torch.float32)
+    sweep = _Sweep(q, k, req, scale=scale, causal=causal, q_offset=q_offset, key_padding=key_padding, mask=mask,
+                   sliding_window=sliding_window, softcap=softcap, spans=spans, pooled=pooled, key_match=key_match,
+                   lse=lse, chunk_size=chunk_size)
+    chunks = list(_chunks(sweep.Nq, sweep.Nk, q_offset, causal, sliding_window, sweep.cells, chunk_size))
+    big = q.shape[0] * q.shape[1] * sweep.Nq * sweep.Nk >= POOL_CELLS
+    return sweep.finish(_run_chunks(sweep, chunks, _workers(q.device, len(chunks)) if big else 1))
 
-    # GQA without copying K per query head: view q as [B, Hkv, G*Nq, D] and let the G heads of a group share
-    # one K. One fp32 copy of q (pre-scaled into base-2 logits) and of K keep the logits exact in fp32.
-    qg = (q.float() * (scale * LOG2E if softcap is None else scale)).view(B, Hkv, G, Nq, D)
-    kT = k.float().transpose(-1, -2)  # [B, Hkv, D, Nk]
-    if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
-        mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
-    spans_list = spans.tolist() if spans is not None else None
-    given = None
-    if lse is not None:  # (base-2 lse with 0 on dead rows, so that their hidden logits give p = 0; dead rows)
-        dead_given = lse == float("-inf")
-        given = ((lse.float() * LOG2E).masked_fill_(dead_given, 0.0), dead_given)
-    query_pos, key_pos = q_offset + torch.arange(Nq, device=dev), torch.arange(Nk, device=dev)
 
-    # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
-    # Each list starts with an empty (B, Hq, 0, ...) part, so that no query at all needs no special case.
-    asked = {"lse": req.lse, "argmax": req.argmax, "argmax_prob": req.argmax, "entropy": req.entropy,
-             "span_mass": spans is not None, "match_mass": key_match is not None}
-    width = {"span_mass": spans.shape[1:2] if spans is not None else (),
-             "match_mass": key_match[0].shape[1:2] if key_match is not None else ()}
-    per_query = {name: [torch.empty(B, Hq, 0, *width.get(name, ()), device=dev,
-                                    dtype=torch.long if name == "argmax" else torch.float32)]
-                 for name, wanted in asked.items() if wanted}
-    dead_rows = [torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)]
-    out = {}
-    if pooled is not None:
-        q_bins, k_bins = pooled
-        out["pooled"] = torch.zeros(B, Hq, q_bins, k_bins, **f32)
-        query_bin = torch.arange(Nq, device=dev) * q_bins // Nq
-        bin_ids = torch.arange(q_bins, device=dev)[:, None]
-        key_bin = key_pos * k_bins // Nk
-    if req.key_mass:
-        out["key_mass"] = torch.zeros(B, Hq, Nk, **f32)
+def _workers(device, n_chunks: int) -> int:
+    """Threads for the chunk loop: on CPU, torch's thread count (one chunk each at a time), else one.
 
-    # Two logits blocks, allocated once at their largest size (n rows x w keys never exceed it): on CPU a
-    # fresh block costs more in page faults than the arithmetic on it.
-    cells = max(1, CHUNK_BYTES // (4 * B * Hq))
-    block = B * Hq * min(max(Nq, 1) * Nk, chunk_size * Nk if chunk_size else max(cells, MIN_ROWS * Nk))
-    sbuf, pbuf = torch.empty(block, **f32), torch.empty(block, **f32)
+    Each chunk is a few dozen small ops. Run with torch's own threads, every op is a parallel region that
+    waits for all threads, so one thread that another process keeps off its core stalls every op: on 2
+    busy cores that cost 10x. Single-threaded ops on chunks taken from a shared queue let a thread on a
+    free core take more chunks instead."""
+    return min(torch.get_num_threads(), n_chunks) if device.type == "cpu" else 1
 
-    for i0, i1, lo, hi in _chunks(Nq, Nk, q_offset, causal, sliding_window, cells, chunk_size):
+
+def _run_chunks(sweep, chunks, workers: int) -> list:
+    """[(chunk index, per-query parts, summed parts)] over every chunk, by `workers` threads."""
+    if workers <= 1:
+        return [(0, *sweep.run_all(chunks))]
+    todo = iter(enumerate(chunks))
+    lock = threading.Lock()
+
+    def next_chunk():
+        with lock:
+            return next(todo, None)
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # process-wide: the workers' ops each run on their own thread
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return [part for parts in pool.map(lambda _: sweep.run_queue(next_chunk), range(workers)) for part in parts]
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+class _Sweep:
+    """What every chunk shares (scaled q, K^T, masks, labels, the given lse) and the work on one chunk."""
+
+    def __init__(self, q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
+                 softcap, spans, pooled, key_match, lse, chunk_size):
+        B, Hq, Nq, D = q.shape
+        Hkv, Nk = k.shape[1], k.shape[2]
+        G = Hq // Hkv
+        dev = q.device
+        self.B, self.Hq, self.Hkv, self.G, self.Nq, self.Nk, self.D = B, Hq, Hkv, G, Nq, Nk, D
+        self.req, self.dev = req, dev
+        self.causal, self.q_offset, self.sliding_window, self.softcap = causal, q_offset, sliding_window, softcap
+        self.key_padding, self.spans, self.pooled, self.key_match = key_padding, spans, pooled, key_match
+
+        # GQA without copying K per query head: view q as [B, Hkv, G*Nq, D] and let the G heads of a group share
+        # one K. One fp32 copy of q (pre-scaled into base-2 logits) and of K keep the logits exact in fp32.
+        self.qg = (q.float() * (scale * LOG2E if softcap is None else scale)).view(B, Hkv, G, Nq, D)
+        self.kT = k.float().transpose(-1, -2)  # [B, Hkv, D, Nk]
+        if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
+            mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
+        self.mask = mask
+        self.spans_list = spans.tolist() if spans is not None else None
+        self.lse, self.given = lse, None
+        if lse is not None:  # (base-2 lse with 0 on dead rows, so that their hidden logits give p = 0; dead rows)
+            dead = lse == float("-inf")
+            self.given = ((lse.float() * LOG2E).masked_fill_(dead, 0.0), dead)
+        self.query_pos, self.key_pos = q_offset + torch.arange(Nq, device=dev), torch.arange(Nk, device=dev)
+        if pooled is not None:
+            self.query_bin = torch.arange(Nq, device=dev) * pooled[0] // Nq
+            self.bin_ids = torch.arange(pooled[0], device=dev)[:, None]
+            self.key_bin = self.key_pos * pooled[1] // Nk
+        # Per-query results: one part per chunk, joined at the end; "dead" marks queries that see no key.
+        self.per_query_names = [name for name, wanted in (
+            ("lse", req.lse and lse is None), ("argmax", req.argmax), ("argmax_prob", req.argmax),
+            ("entropy", req.entropy), ("span_mass", spans is not None), ("match_mass", key_match is not None),
+            ("dead", True)) if wanted]
+        # Logits per chunk: about CHUNK_BYTES, and two blocks of the largest chunk per thread, allocated once:
+        # on CPU a fresh block costs more in page faults than the arithmetic on it.
+        self.cells = max(1, CHUNK_BYTES // (4 * B * Hq))
+        self.block = B * Hq * min(max(Nq, 1) * Nk, chunk_size * Nk if chunk_size else max(self.cells, MIN_ROWS * Nk))
+
+    def new_sums(self) -> dict:
+        f32 = dict(device=self.dev, dtype=torch.float32)
+        sums = {}
+        if self.pooled is not None:
+            sums["pooled"] = torch.zeros(self.B, self.Hq, *self.pooled, **f32)
+        if self.req.key_mass:
+            sums["key_mass"] = torch.zeros(self.B, self.Hq, self.Nk, **f32)
+        return sums
+
+    def run_all(self, chunks) -> tuple[list, dict]:
+        """One thread, every chunk in order: (per-query parts per chunk, summed parts)."""
+        buffers, sums = self._buffers(), self.new_sums()
+        return [self.run(chunk, buffers, sums) for chunk in chunks], sums
+
+    def run_queue(self, next_chunk) -> list:
+        """One worker thread: chunks from the shared queue until it is empty -> [(index, [parts]), sums]."""
+        buffers, sums, done = self._buffers(), self.new_sums(), []
+        while (item := next_chunk()) is not None:
+            done.append((item[0], [self.run(item[1], buffers, sums)], {}))
+        if done:
+            index, parts, _ = done[-1]
+            done[-1] = (index, parts, sums)  # each worker's sums travel once
+        return done
+
+    def _buffers(self):
+        f32 = dict(device=self.dev, dtype=torch.float32)
+        return torch.empty(self.block, **f32), torch.empty(self.block, **f32)
+
+    def run(self, chunk, buffers, sums) -> dict:
+        """The statistics of queries [i0, i1) against keys [lo, hi): per-query parts returned, sums added."""
+        i0, i1, lo, hi = chunk
+        B, Hq, Hkv, G, D, req = self.B, self.Hq, self.Hkv, self.G, self.D, self.req
         n, w = i1 - i0, hi - lo
+        sbuf, pbuf = buffers
         s = sbuf[: B * Hq * n * w].view(B, Hkv, G, n, w)
-        _logits(qg[:, :, :, i0:i1].reshape(B, Hkv, G * n, D), kT, lo, hi, s.view(B, Hkv, G * n, w))
-        if softcap is not None:
-            s.div_(softcap).tanh_().mul_(softcap * LOG2E)
-        _hide(s, query_pos, key_pos, q_offset, i0, i1, lo, causal, sliding_window, key_padding, mask)
+        _logits(self.qg[:, :, :, i0:i1].reshape(B, Hkv, G * n, D), self.kT, lo, hi, s.view(B, Hkv, G * n, w))
+        if self.softcap is not None:
+            s.div_(self.softcap).tanh_().mul_(self.softcap * LOG2E)
+        _hide(s, self.query_pos, self.key_pos, self.q_offset, i0, i1, lo, self.causal, self.sliding_window,
+              self.key_padding, self.mask)
 
         rows = s.view(B * Hq * n, w)
-        if given is None:  # two passes: the row max (and argmax), then the row sum l of p * l
+        parts = {}
+        if self.given is None:  # two passes: the row max (and argmax), then the row sum l of p * l
             mx, best = _row_max_and_argmax(rows)
             dead = mx <= HIDDEN / 2  # the query sees no key
             mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
@@ -220,52 +291,70 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
             l = e.sum(-1)
             inv_l = l.reciprocal().masked_fill_(dead, 0.0)
         else:  # one sweep: with the lse known, e = exp2(s - lse) is the probability itself (inv_l = None)
-            row_lse, dead = given[0][:, :, i0:i1].reshape(-1), given[1][:, :, i0:i1].reshape(-1)
+            row_lse, dead = self.given[0][:, :, i0:i1].reshape(-1), self.given[1][:, :, i0:i1].reshape(-1)
             if req.argmax:
                 mx, best = _row_max_and_argmax(rows)
                 mx = mx.sub_(row_lse)  # base-2 log of the winner's probability
             d = rows.sub_(row_lse[:, None])  # base-2 log-probabilities
             e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
             inv_l = None
-        dead_rows.append(dead.view(B, Hq, n))
+        parts["dead"] = dead
 
-        if req.lse and given is None:
-            per_query["lse"].append(l.log2().add_(mx).view(B, Hq, n))  # base 2 until the end
+        if "lse" in self.per_query_names:
+            parts["lse"] = l.log2().add_(mx)  # base 2 until the end
         if req.argmax:
-            per_query["argmax"].append(best.add_(lo).view(B, Hq, n))
-            # exp2(max - max) / l, or exp2(max - lse)
-            per_query["argmax_prob"].append((inv_l if given is None else mx.exp2_()).view(B, Hq, n))
+            parts["argmax"] = best.add_(lo)
+            parts["argmax_prob"] = inv_l if inv_l is not None else mx.exp2_()  # exp2(max - max) / l, exp2(max - lse)
         if req.entropy:  # H = -sum p ln p = ln l - ln2 * sum(e * d) / l; hidden keys add 0 * HIDDEN = 0
             t = d.mul_(e).sum(-1)
-            h = t.mul_(-LN2) if given is not None else torch.addcmul(l.log(), t, inv_l, value=-LN2)
-            per_query["entropy"].append(h.view(B, Hq, n))
-        if spans is not None:
-            mass = _span_mass(e.view(B, Hq, n, w), spans_list, spans, lo)
-            per_query["span_mass"].append(_normalised(mass, inv_l))
-        if key_match is not None:
-            mass = _match_mass(e.view(B, Hq, n, w), *key_match, i0, i1, lo)
-            per_query["match_mass"].append(_normalised(mass, inv_l))
-        if req.key_mass or pooled is not None:
-            # Sums over the chunk's rows of p = e / l, one row group per query bin of the pooled map (one group
-            # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
-            weights = (inv_l if given is None else e.new_ones(B * Hq * n)).view(B * Hq, 1, n)
-            if pooled is not None:
-                first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
-                weights = (query_bin[i0:i1] == bin_ids[first : last + 1]) * weights
-            sums = torch.bmm(weights, e.view(B * Hq, n, w)).view(B, Hq, -1, w)
-            if req.key_mass:
-                out["key_mass"][..., lo:hi] += sums.sum(2)
-            if pooled is not None:
-                out["pooled"][:, :, first : last + 1].index_add_(3, key_bin[lo:hi], sums)
+            parts["entropy"] = t.mul_(-LN2) if inv_l is None else torch.addcmul(l.log(), t, inv_l, value=-LN2)
+        if self.spans is not None:
+            parts["span_mass"] = _normalised(_span_mass(e.view(B, Hq, n, w), self.spans_list, self.spans, lo), inv_l)
+        if self.key_match is not None:
+            parts["match_mass"] = _normalised(_match_mass(e.view(B, Hq, n, w), *self.key_match, i0, i1, lo), inv_l)
+        if sums:
+            self._sums(e, inv_l, i0, i1, lo, hi, sums)
+        return {name: t.reshape(B, Hq, n, *t.shape[3:]) if t.dim() > 1 else t.view(B, Hq, n) for name, t in parts.items()}
 
-    out.update({name: torch.cat(parts, dim=2) for name, parts in per_query.items()})
-    dead = torch.cat(dead_rows, dim=2)
-    if req.lse and given is not None:
-        out["lse"] = lse.float().clone()
-    elif req.lse:
-        out["lse"].mul_(LN2)
-    if req.argmax:
-        out["argmax"].masked_fill_(dead, -1)
-    if req.entropy:
-        out["entropy"].masked_fill_(dead, 0.0)  # ln 0 - 0 = -inf there
-    return out
+    def _sums(self, e, inv_l, i0, i1, lo, hi, sums) -> None:
+        """Key mass and pooled map: sums over the chunk's rows of p = e / l, one row group per query bin of the
+        pooled map (one group without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it
+        reads e once."""
+        B, Hq, Nq = self.B, self.Hq, self.Nq
+        n, w = i1 - i0, hi - lo
+        weights = (inv_l if inv_l is not None else e.new_ones(B * Hq * n)).view(B * Hq, 1, n)
+        if self.pooled is not None:
+            q_bins = self.pooled[0]
+            first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
+            weights = (self.query_bin[i0:i1] == self.bin_ids[first : last + 1]) * weights
+        total = torch.bmm(weights, e.view(B * Hq, n, w)).view(B, Hq, -1, w)
+        if "key_mass" in sums:
+            sums["key_mass"][..., lo:hi] += total.sum(2)
+        if "pooled" in sums:
+            sums["pooled"][:, :, first : last + 1].index_add_(3, self.key_bin[lo:hi], total)
+
+    def finish(self, results) -> dict[str, torch.Tensor]:
+        """Join the per-query parts in chunk order, add up the sums, fix the queries that see no key."""
+        B, Hq, req = self.B, self.Hq, self.req
+        width = {"span_mass": self.spans.shape[1:2] if self.spans is not None else (),
+                 "match_mass": self.key_match[0].shape[1:2] if self.key_match is not None else ()}
+        # each list starts with an empty (B, Hq, 0, ...) part, so that no query at all needs no special case
+        joined = {name: [torch.empty(B, Hq, 0, *width.get(name, ()), device=self.dev,
+                                     dtype={"argmax": torch.long, "dead": torch.bool}.get(name, torch.float32))]
+                  for name in self.per_query_names}
+        out = self.new_sums()
+        for _, chunk_parts, sums in sorted(results, key=lambda r: r[0]):
+            for parts in chunk_parts:
+                for name, t in parts.items():
+                    joined[name].append(t)
+            for name, t in sums.items():
+                out[name] += t
+        out.update({name: torch.cat(parts, dim=2) for name, parts in joined.items()})
+        dead = out.pop("dead")
+        if req.lse:
+            out["lse"] = out["lse"].mul_(LN2) if self.lse is None else self.lse.float().clone()
+        if req.argmax:
+            out["argmax"].masked_fill_(dead, -1)
+        if req.entropy:
+            out["entropy"].masked_fill_(dead, 0.0)  # ln 0 - 0 = -inf there
+        return out
