@@ -238,6 +238,23 @@ def test_chunked_given_lse(name, chunk_size):
     run_case(name, torch.float32, "chunked", "cpu", given_lse=True, chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("given_lse", [False, True])
+def test_chunked_worker_pool(monkeypatch, given_lse):
+    """Chunks shared by a pool of worker threads give the reference numbers, and torch's thread count is
+    restored afterwards (the suite runs with one thread, so the pool is forced here)."""
+    import interp.kernels.chunked as chunked
+
+    monkeypatch.setattr(chunked, "POOL_CELLS", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert chunked._workers(torch.device("cpu"), 9) == 2
+        run_case("long_causal", torch.float32, "chunked", "cpu", chunk_size=17, given_lse=given_lse)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_chunked_bf16():
     q, k, kw, spans, pooled = make_case("gqa", torch.bfloat16)
     km = key_match_for(q, k)
