@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,22 @@ def top_heads_table(results: ResultsDir, names: list[str], top: int) -> Table | 
     return table
 
 
+def timing_table(results: ResultsDir, names: list[str]) -> Table:
+    """Wall time of each analysis's finishing run, as the manifest records it."""
+    table = Table(title="wall time per analysis")
+    table.add_column("analysis")
+    table.add_column("status")
+    table.add_column("wall time", justify="right")
+    total = 0.0
+    for name in names:
+        entry = results.manifest["analyses"].get(name, {})
+        seconds = entry.get("seconds")
+        total += seconds or 0.0
+        table.add_row(name, str(entry.get("status")), "-" if seconds is None else f"{seconds / 60:.1f} min ({seconds:.0f} s)")
+    table.add_row("all", "", f"{total / 60:.1f} min ({total:.0f} s)")
+    return table
+
+
 @app.command()
 def scan(
     model: Optional[str] = typer.Option(None, help=f"HF id, local directory or .gguf file [default: bundled {BUNDLED_NAME}]"),
@@ -225,9 +242,10 @@ def scan(
             resumed = len(results.load_progress(name))
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
+                started = time.perf_counter()
                 tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
                 results.write_tables(name, tables)
-                results.finish_analysis(name)
+                results.finish_analysis(name, seconds=time.perf_counter() - started)
             except KeyboardInterrupt:
                 results.fail_analysis(name, "interrupted; re-run the same command to resume")
                 print_error(f"{name} interrupted: finished samples are saved in {out_dir}; re-run the same command to resume")
@@ -245,6 +263,7 @@ def scan(
     summary = top_heads_table(results, list(modules), top)
     if summary is not None:
         out.print(summary)
+    out.print(timing_table(results, list(modules)))
     out.print(f"results in {out_dir}; look at them with: interp explore {out_dir}", soft_wrap=True)
     if failed:
         print_error(f"{', '.join(failed)} failed (see above and {results.manifest_path}); fix it and re-run to resume")

@@ -229,14 +229,16 @@ class ResultsDir:
 
         self._update(change)
 
-    def finish_analysis(self, name: str, rows: int | None = None) -> None:
+    def finish_analysis(self, name: str, rows: int | None = None, seconds: float | None = None) -> None:
         """Mark an analysis done and drop its partial progress, which the final table supersedes.
 
-        rows defaults to the row count of the analysis's head table, when it has been written.
+        rows defaults to the row count of the analysis's head table, when it has been written;
+        seconds is the wall time of the run that finished it (recorded when given).
         """
         if rows is None and self._table_path(name).exists():
             rows = pq.ParquetFile(self._table_path(name)).metadata.num_rows
-        self._set_status(name, status="done", rows=None if rows is None else int(rows), error=None)
+        timing = {} if seconds is None else {"seconds": round(float(seconds), 1)}
+        self._set_status(name, status="done", rows=None if rows is None else int(rows), error=None, **timing)
         self.clear_progress(name)
 
     def fail_analysis(self, name: str, error: str | BaseException) -> None:

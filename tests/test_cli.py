@@ -135,6 +135,9 @@ def test_scan_writes_valid_results(tiny_dir, tmp_path, analyses):
     best = results.read_table("first_token").nlargest(1, "score")
     assert "top 5 heads" in result.stdout and f"{best.layer.item()}.{best['head'].item()}" in result.stdout
     assert f"interp explore {tmp_path / 'out'}" in result.stdout
+    # the wall time of each analysis is recorded and printed
+    assert all(manifest["analyses"][name]["seconds"] >= 0 for name in ("first_token", "previous_token"))
+    assert "wall time per analysis" in result.stdout
 
 
 def test_default_out_is_results_slash_model_name(tiny_dir, tmp_path, analyses, monkeypatch):
