@@ -6,24 +6,20 @@
 
 Bad input ends in one red line on stderr ("error: ...") that says what to do, and a non-zero
 exit code; InterpError is caught in one place (InterpGroup.invoke). The ablation helpers
-below are plain functions so the head explorer runs the same code as `interp ablate`.
+live in interp.ablation, so the head explorer runs the same code as `interp ablate`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import click
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -32,14 +28,13 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
+from interp.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
 from interp.errors import InterpError
-from interp.results import ResultsDir, open_results
+from interp.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
 
 # torch, transformers and interp.models are imported inside the commands that need them,
 # so `interp --help` and `interp explore` start in a second rather than ten.
-BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-MODES_HELP = "zero | mean | uniform | scale=FACTOR (e.g. scale=2)"
 
 out = Console()
 err = Console(stderr=True)
@@ -89,44 +84,6 @@ def no_transformers_progress_bars():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def model_name(model: str | None) -> str:
-    """A short name for default output folders: 'SmolLM2-135M-Instruct', 'gpt2', 'my-model'."""
-    if model is None:
-        return BUNDLED_NAME
-    path = Path(model.rstrip("/\\"))
-    name = path.stem if path.suffix == ".gguf" else path.name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "model"
-
-
-def model_identity(model, source: str | None) -> tuple[str, str | None]:
-    """(source, revision or file hash) to record in the manifest, so that a later
-    `interp explore` can reload the model and a different model cannot mix into DIR."""
-    if source is None or source == "bundled":  # load_model's alias: record it as the bundled model itself
-        return model.source, model.file_hash
-    path = Path(source)
-    if path.exists():  # local: absolute, so the explorer finds it from any working directory
-        return str(path.resolve()), model.file_hash or weights_hash(path)
-    return source, model.file_hash or getattr(model.hf.config, "_commit_hash", None)
-
-
-def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
-    """A sha256 fingerprint of a local model directory's weight files: names, sizes and the
-    first and last MiB of each. Hashing every byte of a 15 GB model on each (resumed) scan
-    would cost a minute; these bytes already differ between any two trainings."""
-    files = sorted(p for ext in ("*.safetensors", "*.bin", "*.pt") for p in directory.glob(ext)) if directory.is_dir() else []
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for file in files:
-        size = file.stat().st_size
-        digest.update(f"{file.name}:{size}\n".encode())
-        with open(file, "rb") as f:
-            digest.update(f.read(sample))
-            f.seek(max(0, size - sample))
-            digest.update(f.read(sample))
-    return digest.hexdigest()
 
 
 # ---- scan ----------------------------------------------------------------------------------------
@@ -252,72 +209,6 @@ def scan(
 
 
 # ---- ablate --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Mode:
-    """A parsed --mode: 'zero', 'mean', 'uniform' or 'scale' with its factor."""
-
-    kind: str
-    factor: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> "Mode":
-        text = text.strip().lower()
-        if text in ("zero", "mean", "uniform"):
-            return cls(text)
-        match = re.fullmatch(r"scale[=:]([-+0-9.eE]+)", text)
-        if match:
-            try:
-                return cls("scale", float(match.group(1)))
-            except ValueError:
-                pass
-        raise InterpError(f"unknown mode '{text}': use {MODES_HELP}")
-
-    def __str__(self) -> str:
-        return f"scale={self.factor:g}" if self.kind == "scale" else self.kind
-
-
-def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
-    """The intervention for --mode; mean ablation uses `means` or the mean head outputs over
-    the bundled prompts (43 forward passes, so callers that ablate often pass cached means)."""
-    from interp.data import load_prompts
-    from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
-
-    heads = model.heads(heads)  # range-checked against the model's layout
-    if mode.kind == "zero":
-        return ZeroAblation(heads)
-    if mode.kind == "uniform":
-        return UniformAttention(heads)
-    if mode.kind == "scale":
-        return ScaleHead(heads, factor=mode.factor)
-    return MeanAblation(heads, means=model.head_means(load_prompts()) if means is None else means)
-
-
-@dataclass
-class AblationEffect:
-    clean_text: str
-    ablated_text: str
-    kl: float  # KL(clean || ablated) of the next-token distribution at the last prompt position, nats
-    top_tokens: pd.DataFrame  # token, p_clean, p_ablated: the top tokens of either distribution
-
-
-def ablation_effect(model, intervention, prompt: str, max_new_tokens: int = 32, chat: bool | None = None, top: int = 5) -> AblationEffect:
-    if chat is None:  # instruct models answer better in their chat format; base models have none
-        chat = getattr(model.tokenizer, "chat_template", None) is not None
-    inputs = model.tokenize(prompt, chat=chat)
-    clean = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)  # one prompt pass each side
-    with model.intervene(intervention):
-        ablated = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)
-    log_p, log_q = clean.first_logits[0].float().log_softmax(-1), ablated.first_logits[0].float().log_softmax(-1)
-    kl = float((log_p.exp() * (log_p - log_q)).sum())
-    ids = list(dict.fromkeys(log_p.topk(top).indices.tolist() + log_q.topk(top).indices.tolist()))
-    table = pd.DataFrame({
-        "token": [repr(model.tokenizer.decode([i])) for i in ids],
-        "p_clean": [float(log_p[i].exp()) for i in ids],
-        "p_ablated": [float(log_q[i].exp()) for i in ids],
-    }).sort_values("p_clean", ascending=False, ignore_index=True)
-    return AblationEffect(clean.text, ablated.text, kl, table)
 
 
 @app.command()

@@ -98,6 +98,8 @@ class InterpModel:
     def capture(self, **spec) -> "contextmanager[Capture]":
         """`with model.capture(z=True, pattern=True, positions="last") as cap:` (see CaptureSpec)."""
         cap = Capture(CaptureSpec(**spec), self.layout.n_layers, self.layout.n_heads)
+        if cap.spec.resid_pre and any(self.sites[layer].block is None for layer in cap.layers):
+            raise InterpError(f"cannot find the layer blocks of {type(self.hf).__name__}, so resid_pre cannot be captured")
         return self.runtime.active(capture=cap)
 
     def intervene(self, *interventions: Intervention):

@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = ".progress"
 HEAD_COLUMNS = ("layer", "head", "score")
+BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 
 # Analysis and table names become parts of file names split on '.', so they may not contain one.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -64,6 +65,47 @@ def file_hash(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk_size):
             digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- the model's identity in the manifest ------------------------------------------------------
+
+
+def model_name(model: str | None) -> str:
+    """A short name for default output folders: 'SmolLM2-135M-Instruct', 'gpt2', 'my-model'."""
+    if model is None:
+        return BUNDLED_NAME
+    path = Path(model.rstrip("/\\"))
+    name = path.stem if path.suffix == ".gguf" else path.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "model"
+
+
+def model_identity(model, source: str | None) -> tuple[str, str | None]:
+    """(source, revision or file hash) to record in the manifest, so that a later
+    `interp explore` can reload the model and a different model cannot mix into DIR."""
+    if source is None or source == "bundled":  # load_model's alias: record it as the bundled model itself
+        return model.source, model.file_hash
+    path = Path(source)
+    if path.exists():  # local: absolute, so the explorer finds it from any working directory
+        return str(path.resolve()), model.file_hash or weights_hash(path)
+    return source, model.file_hash or getattr(model.hf.config, "_commit_hash", None)
+
+
+def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
+    """A sha256 fingerprint of a local model directory's weight files: names, sizes and the
+    first and last MiB of each. Hashing every byte of a 15 GB model on each (resumed) scan
+    would cost a minute; these bytes already differ between any two trainings."""
+    files = sorted(p for ext in ("*.safetensors", "*.bin", "*.pt") for p in directory.glob(ext)) if directory.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}\n".encode())
+        with open(file, "rb") as f:
+            digest.update(f.read(sample))
+            f.seek(max(0, size - sample))
+            digest.update(f.read(sample))
     return digest.hexdigest()
 
 
