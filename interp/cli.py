@@ -254,15 +254,22 @@ def ablate(
 
 
 def find_app() -> Path:
-    """apps/head_explorer.py: next to the interp package in a source checkout (pip install -e)."""
+    """The head explorer: installed as interp.apps.head_explorer (apps/ is mapped into the
+    package, so a wheel ships it), or apps/head_explorer.py of a source checkout."""
+    import importlib.util
+
     import interp
 
-    candidates = [Path(interp.__file__).resolve().parent / "apps" / "head_explorer.py",  # if packaged as interp/apps
-                  Path(interp.__file__).resolve().parent.parent / "apps" / "head_explorer.py"]
+    try:
+        spec = importlib.util.find_spec("interp.apps.head_explorer")
+    except ImportError:  # an editable install made before interp.apps existed
+        spec = None
+    candidates = [Path(spec.origin)] if spec is not None and spec.origin else []
+    candidates.append(Path(interp.__file__).resolve().parent.parent / "apps" / "head_explorer.py")
     for path in candidates:
         if path.is_file():
             return path
-    raise InterpError("the head explorer app (apps/head_explorer.py) is not installed: install interp from its source checkout with pip install -e .")
+    raise InterpError("the head explorer app (interp/apps/head_explorer.py) is missing: reinstall interp (pip install .)")
 
 
 def streamlit_command(directory: Path, port: int | None, headless: bool) -> list[str]:
@@ -279,9 +286,13 @@ def explore(
     directory: Path = typer.Argument(..., help="a results directory written by interp scan"),
     port: Optional[int] = typer.Option(None, help="port for the web app [default: streamlit's 8501]"),
     headless: bool = typer.Option(False, help="do not open a browser window"),
+    check: bool = typer.Option(False, "--check", help="print the streamlit command that would run, and exit"),
 ):
     """Open the Streamlit head explorer on a results directory."""
     open_results(directory)  # a clear one-line error here beats a traceback in the browser
+    if check:
+        out.print(" ".join(streamlit_command(directory, port, headless)), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # no usage stats: no network
     try:
         code = subprocess.call(streamlit_command(directory, port, headless), env=env)
