@@ -28,6 +28,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
+from interp import distributed
 from interp.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
 from interp.errors import InterpError
 from interp.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
@@ -163,6 +164,8 @@ def scan(
     analyses are skipped and saved samples are not redone when the command runs again.
     """
     modules = analysis_modules(analyses)
+    device = distributed.init(device)  # under torchrun & co: join the ranks (interp.distributed)
+    out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
@@ -182,7 +185,7 @@ def scan(
             resumed = len(results.load_progress(name))
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
-                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
+                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results)
                 results.write_tables(name, tables)
                 results.finish_analysis(name)
             except KeyboardInterrupt:
@@ -199,7 +202,7 @@ def scan(
                     print_error(f"{name} failed: {type(e).__name__}: {e} (INTERP_DEBUG=1 shows the traceback)")
                 failed.append(name)
 
-    summary = top_heads_table(results, list(modules), top)
+    summary = top_heads_table(results, list(modules), top) if distributed.is_main() else None
     if summary is not None:
         out.print(summary)
     out.print(f"results in {out_dir}; look at them with: interp explore {out_dir}", soft_wrap=True)
