@@ -102,6 +102,8 @@ class Capture:
         if name not in self.records:
             raise InterpError(f"'{name}' was not captured; captured: {', '.join(self.names()) or 'nothing'}")
         per_layer = [self.records[name][layer] for layer in self.layers]
+        home = per_layer[0][0].device  # layers split over devices (device_map): results on the first one's
+        per_layer = [[value.to(home) for value in steps] for steps in per_layer]
         if step is not None:
             return torch.stack([steps[step] for steps in per_layer], dim=1)
         if len(per_layer[0]) == 1:

@@ -66,11 +66,24 @@ app = typer.Typer(
 # ---- models --------------------------------------------------------------------------------------
 
 
-def load(model: str | None, device: str | None = None, dtype: str = "float32"):
+def load(model: str | None, device: str | None = None, dtype: str = "float32", **placement):
     from interp.models import load_model  # checks --device and --dtype before loading anything
 
     with err.status(f"loading {model or BUNDLED_NAME}"), no_transformers_progress_bars():
-        return load_model(model, device=device, dtype=dtype)
+        return load_model(model, device=device, dtype=dtype, **placement)
+
+
+def parse_max_memory(text: str | None) -> dict | None:
+    """--max-memory "0=20GiB,1=20GiB,cpu=64GiB" -> {0: "20GiB", 1: "20GiB", "cpu": "64GiB"}."""
+    if not text:
+        return None
+    limits = {}
+    for part in text.split(","):
+        device, _, size = part.partition("=")
+        if not device.strip() or not size.strip():
+            raise InterpError(f"cannot read --max-memory '{text}': write DEVICE=SIZE pairs, e.g. 0=20GiB,cpu=64GiB")
+        limits[int(device) if device.strip().isdigit() else device.strip()] = size.strip()
+    return limits
 
 
 @contextmanager
@@ -153,6 +166,8 @@ def scan(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results directory [default: results/<model-name>]"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... [default: cpu]"),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
+    device_map: Optional[str] = typer.Option(None, help="split the model over devices (accelerate): auto, balanced, sequential"),
+    max_memory: Optional[str] = typer.Option(None, help="with --device-map: per-device limits, e.g. 0=20GiB,cpu=64GiB"),
     max_length: Optional[int] = typer.Option(None, min=1, help="longest prompt in tokens [default: per analysis]"),
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
@@ -170,7 +185,8 @@ def scan(
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
     results = ResultsDir(out_dir)  # refuses a foreign or newer-format directory before the model loads
-    loaded = load(model, device, dtype)
+    placement = {"device_map": device_map, "max_memory": parse_max_memory(max_memory)} if device_map or max_memory else {}
+    loaded = load(model, device, dtype, **placement)
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
     given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
