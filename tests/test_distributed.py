@@ -105,3 +105,70 @@ def test_a_killed_rank_resumes_its_shard(tiny_long_dir, reference, tmp_path):  #
     assert not redone & (set(before[0]) | set(before[1]))  # nothing saved before the kill is computed again
     assert len(redone) + len(set(before[0]) | set(before[1])) == 8
     assert_same_results(reference, out)
+
+
+# ---- the mechanism on an analysis with two loops (the second needs the first's results) ---------------
+
+
+def two_pass_scan(results, computed, items=7):
+    """An analysis in the documented pattern: a second pass over the samples that needs a
+    number from all of the first pass."""
+    from interp.distributed import rank
+    from interp.progress import track
+
+    done = results.load_progress("two_pass")
+    first = []
+    for i in track(range(items), "first pass"):
+        if f"a{i}" not in done:
+            done[f"a{i}"] = {"value": i * i, "rank": rank()}
+            results.save_progress("two_pass", f"a{i}", done[f"a{i}"])
+            computed.append(f"a{i}")
+        first.append(done[f"a{i}"])
+    total = sum(r["value"] for r in first)
+    second = []
+    for i in track(range(items), "second pass"):
+        key = f"b{i}-{total}"
+        if key not in done:
+            done[key] = {"value": total - i, "rank": rank()}
+            results.save_progress("two_pass", key, done[key])
+            computed.append(key)
+        second.append(done[key])
+    return {"first": first, "second": second}
+
+
+def two_pass_rank(rank, world, port, directory, outputs):
+    import json
+
+    import torch.distributed as dist
+
+    from interp.distributed import run_scan
+    from interp.results import ResultsDir
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    calls, computed = [], []  # over all attempts of scan() on this rank
+    tables = run_scan(lambda results: calls.append(1) or two_pass_scan(results, computed), ResultsDir(directory))
+    Path(outputs, f"rank{rank}.json").write_text(json.dumps({**tables, "attempts": len(calls), "computed": computed}))
+    dist.destroy_process_group()
+
+
+def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from interp.results import ResultsDir
+
+    alone = two_pass_scan(ResultsDir(tmp_path / "alone"), computed=[])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(two_pass_rank, args=(2, port, str(tmp_path / "two"), str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for r, out in enumerate(ranks):
+        assert [x["value"] for x in out["first"]] == [x["value"] for x in alone["first"]]
+        assert [x["value"] for x in out["second"]] == [x["value"] for x in alone["second"]]
+        assert [x["rank"] for x in out["first"] + out["second"]] == [i % 2 for i in range(7)] * 2  # round-robin shares
+        assert out["attempts"] == 3  # loop 1 sharded, loop 2 sharded, then the tables from all records
+    assert len(ranks[0]["computed"]) == 8 and len(ranks[1]["computed"]) == 6  # each sample once: 4 + 4 and 3 + 3
