@@ -185,8 +185,7 @@ def scan(
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
     results = ResultsDir(out_dir)  # refuses a foreign or newer-format directory before the model loads
-    placement = {"device_map": device_map, "max_memory": parse_max_memory(max_memory)} if device_map or max_memory else {}
-    loaded = load(model, device, dtype, **placement)
+    loaded = load(model, device, dtype, device_map=device_map, max_memory=parse_max_memory(max_memory))
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
     given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
@@ -197,8 +196,7 @@ def scan(
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
-            results.start_analysis(name, params)  # drops progress saved under other params
-            resumed = len(results.load_progress(name))
+            resumed = results.start_analysis(name, params)  # drops progress saved under other params
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results)

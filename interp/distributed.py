@@ -20,6 +20,8 @@ How one scan() call runs on W ranks (run_scan):
   all records in the one-process order, so they equal a one-process scan's; rank 0 writes them.
 Only rank 0 writes the manifest and the tables; the results directory must be on a file
 system every rank sees (for several machines: a shared one). gloo on CPU, nccl on GPUs.
+An error in any rank ends that rank's process, and the launcher stops the others; finished
+samples are saved, so the same command resumes.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def run_scan(scan, *args, **kwargs):
                 return scan(*args, **kwargs)
             except _StageGathered:
                 _active.sharded += 1
+    except Exception as e:
+        # The other ranks wait for this one in a collective, so it cannot go on to the next
+        # analysis: end the process; the launcher (torchrun) then stops the other ranks.
+        print(f"interp: rank {rank()} failed: {type(e).__name__}: {e}; re-run the same command to resume",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1) from e
     finally:
         _active = None
 

@@ -260,8 +260,9 @@ class ResultsDir:
             )
         self._update(lambda m: m.__setitem__("model", model))
 
-    def start_analysis(self, name: str, params: dict | None = None) -> None:
-        """Mark an analysis running. Progress saved under different params is stale, so it is dropped."""
+    def start_analysis(self, name: str, params: dict | None = None) -> int:
+        """Mark an analysis running. Progress saved under different params is stale, so it is dropped.
+        Returns the number of samples saved by earlier runs (the scan resumes after them)."""
         _check_name("analysis", name)
         params = _normalize_params(params)
         previous = self.manifest["analyses"].get(name)
@@ -276,7 +277,9 @@ class ResultsDir:
             manifest["versions"] = package_versions()  # a resumed run may use newer packages
 
         self._update(change)
+        saved = len(self.load_progress(name))  # counted before another rank can add to it
         distributed.barrier()  # no rank reads progress before stale progress is gone
+        return saved
 
     def finish_analysis(self, name: str, rows: int | None = None) -> None:
         """Mark an analysis done and drop its partial progress, which the final table supersedes.
