@@ -7,6 +7,19 @@ returning at least "heads" (one row per layer x head: layer, head, score, ...) a
 per-sample tables under other keys. With `results`, long scans save each finished
 sample through results.save_progress and skip it when re-run (resume).
 `PARAMS` in each module names the scan() keywords that identify a run (for resume).
+
+The same pattern makes an analysis run on several ranks (`torchrun -m interp scan`,
+interp.distributed) with no code of its own. What an analysis must do:
+- loop over its samples with `interp.progress.track(items, ...)`, with the same items in the
+  same order on every run (seeded choices only), and not break out of a track loop;
+- in the loop, skip a sample whose key is in `done = results.load_progress(NAME)` and save
+  every computed sample with `results.save_progress(NAME, key, record)` (a JSON-able record
+  holding everything the tables need), reading records only from `done`;
+- build its tables after the loop from the records of all samples. Several loops are fine
+  (a second pass that needs the first one's results): each is split in turn.
+Under several ranks the sharded loop yields only this rank's share, and scan() is called
+again once the records are shared, so everything before and between loops must be cheap or
+depend on records only; work done outside track loops is done by every rank.
 """
 
 from importlib import import_module

@@ -5,8 +5,8 @@ vision-language model) one forward pass gives:
 - the importance of every key k in every head, (1/(T-k)) * sum_{i>=k} A[i, k] (Gu et al.):
   the kernels' key_mass (column sums of attention over queries) divided by the number of
   queries that see the key, so no [N, N] matrix is built at any context length;
-- the input hidden state x of every layer ([N, d], read by a pre-hook on the layer's block
-  and reduced at once), where massive activations (Sun et al.: |x| > 100 and > 1000x the
+- the input hidden state x of every layer ([N, d], interp's resid_pre capture, streamed and
+  reduced at once), where massive activations (Sun et al.: |x| > 100 and > 1000x the
   median |x| of that hidden state) and outliers |x_j[d]| / rms(x_j) > tau (Kang et al.,
   VAR) are found.
 
@@ -29,7 +29,6 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from torch import nn
 
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import load_prompts
@@ -180,33 +179,14 @@ def visible_queries(model, n: int) -> torch.Tensor:
     return torch.stack(counts).float()
 
 
-def layer_blocks(model) -> list[nn.Module]:
-    """The block (decoder or encoder layer) of every attention site, found once at load
-    (AttentionSite.block). Its input is the layer's input hidden state."""
-    for site in model.sites:
-        if site.block is None:
-            raise InterpError(f"cannot find the block of attention layer {site.layer} in {type(model.hf).__name__}")
-    return [site.block for site in model.sites]
-
-
 @torch.no_grad()
 def each_layer_input(model, inputs: dict, visit: Callable[[int, torch.Tensor], None]) -> None:
     """Run the model once on a single sequence and call visit(layer, x [N, d]) with every
-    layer's input hidden state as it is computed. Only one is alive at a time, unlike
-    output_hidden_states, which keeps all of them (8.6 GB for a 7B model at 32k tokens in bf16).
-    The base model runs without the LM head: its [N, vocab] logits would cost more than a layer."""
-
-    def hook(layer):
-        def read(module, args, kwargs):
-            visit(layer, (args[0] if args else kwargs["hidden_states"])[0].float())  # returns None: input unchanged
-        return read
-
-    handles = [block.register_forward_pre_hook(hook(layer), with_kwargs=True) for layer, block in enumerate(layer_blocks(model))]
-    try:
+    layer's input hidden state as it is computed (interp's resid_pre capture, streamed: only
+    one is alive at a time). The base model runs without the LM head: its [N, vocab] logits
+    would cost more than a layer."""
+    with model.capture(resid_pre=lambda layer, x: visit(layer, x[0].float())):
         model.hf.base_model(**inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()

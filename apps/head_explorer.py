@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from interp.cli import Mode, ablation_effect, make_intervention
+from interp.ablation import Mode, ablation_effect, make_intervention
 from interp.data import load_prompts
 from interp.errors import InterpError
 from interp.kernels import StatsRequest

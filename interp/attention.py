@@ -80,12 +80,34 @@ class HeadRuntime:
         for site in self.sites:
             hook = lambda module, args, site=site: self.on_head_outputs(site, args)
             self._hook_handles.append(site.output_projection.register_forward_pre_hook(hook))
+            if site.block is not None:
+                read = lambda module, args, kwargs, site=site: self.on_layer_input(site, args, kwargs)
+                self._hook_handles.append(site.block.register_forward_pre_hook(read, with_kwargs=True))
 
     def _remove_hooks(self) -> None:
         for handle in self._hook_handles:
             handle.remove()
         self._hook_handles = []
         self.q_offset.clear()
+
+    # ---- block input: the residual stream entering the layer ------------------------------
+
+    def on_layer_input(self, site: AttentionSite, args: tuple, kwargs: dict) -> None:
+        wanting = [cap for cap in self.captures if cap.spec.resid_pre and cap.wants_layer(site.layer)]
+        if not wanting:
+            return None
+        x = args[0] if args else kwargs["hidden_states"]
+        cache = kwargs.get("past_key_values")  # not yet updated by this layer: its length is the offset
+        offset = cache.get_seq_length(site.layer) if hasattr(cache, "get_seq_length") else 0
+        for cap in wanting:
+            selected = x
+            if cap.spec.positions not in (None, "all"):
+                selected = x[:, cap.select_queries(x.shape[1], offset, x.device)]
+            if callable(cap.spec.resid_pre):
+                cap.spec.resid_pre(site.layer, selected)
+            else:
+                cap.record(site.layer, "resid_pre", selected)
+        return None  # the input is only read
 
     # ---- output projection input: z --------------------------------------------------------
 

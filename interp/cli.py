@@ -6,25 +6,21 @@
 
 Bad input ends in one red line on stderr ("error: ...") that says what to do, and a non-zero
 exit code; InterpError is caught in one place (InterpGroup.invoke). The ablation helpers
-below are plain functions so the head explorer runs the same code as `interp ablate`.
+live in interp.ablation, so the head explorer runs the same code as `interp ablate`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import click
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -33,14 +29,14 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
+from interp import distributed
+from interp.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
 from interp.errors import InterpError
-from interp.results import ResultsDir, open_results
+from interp.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
 
 # torch, transformers and interp.models are imported inside the commands that need them,
 # so `interp --help` and `interp explore` start in a second rather than ten.
-BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-MODES_HELP = "zero | mean | uniform | scale=FACTOR (e.g. scale=2)"
 
 out = Console()
 err = Console(stderr=True)
@@ -71,11 +67,24 @@ app = typer.Typer(
 # ---- models --------------------------------------------------------------------------------------
 
 
-def load(model: str | None, device: str | None = None, dtype: str = "float32"):
+def load(model: str | None, device: str | None = None, dtype: str = "float32", **placement):
     from interp.models import load_model  # checks --device and --dtype before loading anything
 
     with err.status(f"loading {model or BUNDLED_NAME}"), no_transformers_progress_bars():
-        return load_model(model, device=device, dtype=dtype)
+        return load_model(model, device=device, dtype=dtype, **placement)
+
+
+def parse_max_memory(text: str | None) -> dict | None:
+    """--max-memory "0=20GiB,1=20GiB,cpu=64GiB" -> {0: "20GiB", 1: "20GiB", "cpu": "64GiB"}."""
+    if not text:
+        return None
+    limits = {}
+    for part in text.split(","):
+        device, _, size = part.partition("=")
+        if not device.strip() or not size.strip():
+            raise InterpError(f"cannot read --max-memory '{text}': write DEVICE=SIZE pairs, e.g. 0=20GiB,cpu=64GiB")
+        limits[int(device) if device.strip().isdigit() else device.strip()] = size.strip()
+    return limits
 
 
 @contextmanager
@@ -90,44 +99,6 @@ def no_transformers_progress_bars():
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def model_name(model: str | None) -> str:
-    """A short name for default output folders: 'SmolLM2-135M-Instruct', 'gpt2', 'my-model'."""
-    if model is None:
-        return BUNDLED_NAME
-    path = Path(model.rstrip("/\\"))
-    name = path.stem if path.suffix == ".gguf" else path.name
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "model"
-
-
-def model_identity(model, source: str | None) -> tuple[str, str | None]:
-    """(source, revision or file hash) to record in the manifest, so that a later
-    `interp explore` can reload the model and a different model cannot mix into DIR."""
-    if source is None or source == "bundled":  # load_model's alias: record it as the bundled model itself
-        return model.source, model.file_hash
-    path = Path(source)
-    if path.exists():  # local: absolute, so the explorer finds it from any working directory
-        return str(path.resolve()), model.file_hash or weights_hash(path)
-    return source, model.file_hash or getattr(model.hf.config, "_commit_hash", None)
-
-
-def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
-    """A sha256 fingerprint of a local model directory's weight files: names, sizes and the
-    first and last MiB of each. Hashing every byte of a 15 GB model on each (resumed) scan
-    would cost a minute; these bytes already differ between any two trainings."""
-    files = sorted(p for ext in ("*.safetensors", "*.bin", "*.pt") for p in directory.glob(ext)) if directory.is_dir() else []
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for file in files:
-        size = file.stat().st_size
-        digest.update(f"{file.name}:{size}\n".encode())
-        with open(file, "rb") as f:
-            digest.update(f.read(sample))
-            f.seek(max(0, size - sample))
-            digest.update(f.read(sample))
-    return digest.hexdigest()
 
 
 # ---- scan ----------------------------------------------------------------------------------------
@@ -212,6 +183,8 @@ def scan(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results directory [default: results/<model-name>]"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... [default: cpu]"),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
+    device_map: Optional[str] = typer.Option(None, help="split the model over devices (accelerate): auto, balanced, sequential"),
+    max_memory: Optional[str] = typer.Option(None, help="with --device-map: per-device limits, e.g. 0=20GiB,cpu=64GiB"),
     max_length: Optional[int] = typer.Option(None, min=1, help="longest prompt in tokens [default: per analysis]"),
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
@@ -223,11 +196,13 @@ def scan(
     analyses are skipped and saved samples are not redone when the command runs again.
     """
     modules = analysis_modules(analyses)
+    device = distributed.init(device)  # under torchrun & co: join the ranks (interp.distributed)
+    out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
     results = ResultsDir(out_dir)  # refuses a foreign or newer-format directory before the model loads
-    loaded = load(model, device, dtype)
+    loaded = load(model, device, dtype, device_map=device_map, max_memory=parse_max_memory(max_memory))
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
     given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
@@ -238,12 +213,11 @@ def scan(
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
-            results.start_analysis(name, params)  # drops progress saved under other params
-            resumed = len(results.load_progress(name))
+            resumed = results.start_analysis(name, params)  # drops progress saved under other params
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 started = time.perf_counter()
-                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
+                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results)
                 results.write_tables(name, tables)
                 results.finish_analysis(name, seconds=time.perf_counter() - started)
             except KeyboardInterrupt:
@@ -260,10 +234,11 @@ def scan(
                     print_error(f"{name} failed: {type(e).__name__}: {e} (INTERP_DEBUG=1 shows the traceback)")
                 failed.append(name)
 
-    summary = top_heads_table(results, list(modules), top)
+    summary = top_heads_table(results, list(modules), top) if distributed.is_main() else None
     if summary is not None:
         out.print(summary)
-    out.print(timing_table(results, list(modules)))
+    if distributed.is_main():
+        out.print(timing_table(results, list(modules)))
     out.print(f"results in {out_dir}; look at them with: interp explore {out_dir}", soft_wrap=True)
     if failed:
         print_error(f"{', '.join(failed)} failed (see above and {results.manifest_path}); fix it and re-run to resume")
@@ -271,72 +246,6 @@ def scan(
 
 
 # ---- ablate --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Mode:
-    """A parsed --mode: 'zero', 'mean', 'uniform' or 'scale' with its factor."""
-
-    kind: str
-    factor: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> "Mode":
-        text = text.strip().lower()
-        if text in ("zero", "mean", "uniform"):
-            return cls(text)
-        match = re.fullmatch(r"scale[=:]([-+0-9.eE]+)", text)
-        if match:
-            try:
-                return cls("scale", float(match.group(1)))
-            except ValueError:
-                pass
-        raise InterpError(f"unknown mode '{text}': use {MODES_HELP}")
-
-    def __str__(self) -> str:
-        return f"scale={self.factor:g}" if self.kind == "scale" else self.kind
-
-
-def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
-    """The intervention for --mode; mean ablation uses `means` or the mean head outputs over
-    the bundled prompts (43 forward passes, so callers that ablate often pass cached means)."""
-    from interp.data import load_prompts
-    from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
-
-    heads = model.heads(heads)  # range-checked against the model's layout
-    if mode.kind == "zero":
-        return ZeroAblation(heads)
-    if mode.kind == "uniform":
-        return UniformAttention(heads)
-    if mode.kind == "scale":
-        return ScaleHead(heads, factor=mode.factor)
-    return MeanAblation(heads, means=model.head_means(load_prompts()) if means is None else means)
-
-
-@dataclass
-class AblationEffect:
-    clean_text: str
-    ablated_text: str
-    kl: float  # KL(clean || ablated) of the next-token distribution at the last prompt position, nats
-    top_tokens: pd.DataFrame  # token, p_clean, p_ablated: the top tokens of either distribution
-
-
-def ablation_effect(model, intervention, prompt: str, max_new_tokens: int = 32, chat: bool | None = None, top: int = 5) -> AblationEffect:
-    if chat is None:  # instruct models answer better in their chat format; base models have none
-        chat = getattr(model.tokenizer, "chat_template", None) is not None
-    inputs = model.tokenize(prompt, chat=chat)
-    clean = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)  # one prompt pass each side
-    with model.intervene(intervention):
-        ablated = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)
-    log_p, log_q = clean.first_logits[0].float().log_softmax(-1), ablated.first_logits[0].float().log_softmax(-1)
-    kl = float((log_p.exp() * (log_p - log_q)).sum())
-    ids = list(dict.fromkeys(log_p.topk(top).indices.tolist() + log_q.topk(top).indices.tolist()))
-    table = pd.DataFrame({
-        "token": [repr(model.tokenizer.decode([i])) for i in ids],
-        "p_clean": [float(log_p[i].exp()) for i in ids],
-        "p_ablated": [float(log_q[i].exp()) for i in ids],
-    }).sort_values("p_clean", ascending=False, ignore_index=True)
-    return AblationEffect(clean.text, ablated.text, kl, table)
 
 
 @app.command()
@@ -382,15 +291,22 @@ def ablate(
 
 
 def find_app() -> Path:
-    """apps/head_explorer.py: next to the interp package in a source checkout (pip install -e)."""
+    """The head explorer: installed as interp.apps.head_explorer (apps/ is mapped into the
+    package, so a wheel ships it), or apps/head_explorer.py of a source checkout."""
+    import importlib.util
+
     import interp
 
-    candidates = [Path(interp.__file__).resolve().parent / "apps" / "head_explorer.py",  # if packaged as interp/apps
-                  Path(interp.__file__).resolve().parent.parent / "apps" / "head_explorer.py"]
+    try:
+        spec = importlib.util.find_spec("interp.apps.head_explorer")
+    except ImportError:  # an editable install made before interp.apps existed
+        spec = None
+    candidates = [Path(spec.origin)] if spec is not None and spec.origin else []
+    candidates.append(Path(interp.__file__).resolve().parent.parent / "apps" / "head_explorer.py")
     for path in candidates:
         if path.is_file():
             return path
-    raise InterpError("the head explorer app (apps/head_explorer.py) is not installed: install interp from its source checkout with pip install -e .")
+    raise InterpError("the head explorer app (interp/apps/head_explorer.py) is missing: reinstall interp (pip install .)")
 
 
 def streamlit_command(directory: Path, port: int | None, headless: bool) -> list[str]:
@@ -407,9 +323,13 @@ def explore(
     directory: Path = typer.Argument(..., help="a results directory written by interp scan"),
     port: Optional[int] = typer.Option(None, help="port for the web app [default: streamlit's 8501]"),
     headless: bool = typer.Option(False, help="do not open a browser window"),
+    check: bool = typer.Option(False, "--check", help="print the streamlit command that would run, and exit"),
 ):
     """Open the Streamlit head explorer on a results directory."""
     open_results(directory)  # a clear one-line error here beats a traceback in the browser
+    if check:
+        out.print(" ".join(streamlit_command(directory, port, headless)), soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(0)
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # no usage stats: no network
     try:
         code = subprocess.call(streamlit_command(directory, port, headless), env=env)

@@ -61,10 +61,15 @@ class AttentionSite:
     def output_weight(self, n_heads: int) -> torch.Tensor:
         """W_O per head as [n_heads, head_dim, d_model], so z_h @ W_O[h] is head h's write."""
         proj = self.output_projection
+        weight = proj.weight
+        if weight.device.type == "meta":  # offloaded by accelerate (CPU/disk): load a copy for this read
+            from accelerate.utils import align_module_device
+
+            with align_module_device(proj):
+                weight = proj.weight.detach().clone()
         if isinstance(proj, nn.Linear):
-            weight = proj.weight.T  # Linear stores [out, in]
-        else:  # transformers' Conv1D (gpt2) stores [in, out]
-            weight = proj.weight
+            weight = weight.T  # Linear stores [out, in]
+        # transformers' Conv1D (gpt2) stores [in, out]
         d_in, d_model = weight.shape
         return weight.reshape(n_heads, d_in // n_heads, d_model)
 

@@ -80,6 +80,12 @@ class InterpModel:
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings (their execution device when
+        accelerate offloads them to CPU or disk, device_map)."""
+        embeddings = self.hf.get_input_embeddings() if hasattr(self.hf, "hf_device_map") else None
+        hook = getattr(embeddings, "_hf_hook", None)
+        if getattr(hook, "execution_device", None) is not None:
+            return torch.device(hook.execution_device)
         return next(self.hf.parameters()).device
 
     @property
@@ -98,6 +104,8 @@ class InterpModel:
     def capture(self, **spec) -> "contextmanager[Capture]":
         """`with model.capture(z=True, pattern=True, positions="last") as cap:` (see CaptureSpec)."""
         cap = Capture(CaptureSpec(**spec), self.layout.n_layers, self.layout.n_heads)
+        if cap.spec.resid_pre and any(self.sites[layer].block is None for layer in cap.layers):
+            raise InterpError(f"cannot find the layer blocks of {type(self.hf).__name__}, so resid_pre cannot be captured")
         return self.runtime.active(capture=cap)
 
     def intervene(self, *interventions: Intervention):
@@ -171,15 +179,22 @@ class InterpModel:
 # ---- loading ------------------------------------------------------------------------------------
 
 
-def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype: str | torch.dtype = "float32", processor=None) -> InterpModel:
-    """Load a model for interp (see module doc for what `source` may be)."""
+def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype: str | torch.dtype = "float32", processor=None,
+               device_map: str | dict | None = None, max_memory: dict | None = None, offload_folder: str | None = None) -> InterpModel:
+    """Load a model for interp (see module doc for what `source` may be).
+
+    device_map ("auto", "balanced", "sequential" or {module name: device, "cpu" or "disk"}) and
+    max_memory ({0: "20GiB", "cpu": "64GiB"}) split the layers over devices through accelerate,
+    offloading to CPU or disk what does not fit (offload_folder, default: a temporary folder).
+    Captures come back on the first layer's device; interventions act on each layer's device."""
     attention.register()
     dtype = _dtype(dtype)
     _check_device(device)
+    placement = _placement(device, device_map, max_memory, offload_folder)
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
     if source is None:
-        model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME)
+        model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, **placement)
     elif isinstance(source, InterpModel):
         model = source
     elif isinstance(source, (str, Path)):
@@ -187,14 +202,37 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise InterpError(f"no such GGUF file: {path}")
-            model = _load_gguf(path, dtype, name=path.stem)
+            model = _load_gguf(path, dtype, name=path.stem, **placement)
         else:
-            model = _load_pretrained(str(source), dtype)
+            model = _load_pretrained(str(source), dtype, **placement)
     else:
+        if placement:
+            raise InterpError("device_map applies when interp loads the model: pass a model id, directory or .gguf file, "
+                              "or dispatch your model with accelerate before passing it")
         model = _wrap_loaded(source, tokenizer, processor)
     if device is not None:
         model.hf.to(device)
     return model
+
+
+def _placement(device, device_map, max_memory, offload_folder) -> dict:
+    """from_pretrained's keywords that split a model over devices (accelerate); {} for one device."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise InterpError("max_memory and offload_folder need a device_map, e.g. device_map='auto'")
+        return {}
+    if device is not None:
+        raise InterpError("pass either device or device_map, not both")
+    if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        raise InterpError(f"unknown device_map '{device_map}': use auto, balanced, sequential or a dict of module -> device")
+    if offload_folder is None:  # weights offloaded to disk live here for this process only
+        import atexit
+        import tempfile
+
+        offload_folder = tempfile.mkdtemp(prefix="interp-offload-")
+        atexit.register(shutil.rmtree, offload_folder, True)
+    placement = {"device_map": device_map, "offload_folder": str(offload_folder)}
+    return placement if max_memory is None else {**placement, "max_memory": max_memory}
 
 
 def _check_device(device: str | None) -> None:
@@ -239,7 +277,7 @@ def _wrap_loaded(model, tokenizer, processor) -> InterpModel:
     return InterpModel(hf, tokenizer, processor, source=source)
 
 
-def _load_pretrained(source: str, dtype: torch.dtype) -> InterpModel:
+def _load_pretrained(source: str, dtype: torch.dtype, **placement) -> InterpModel:
     import transformers as tf
 
     try:
@@ -250,7 +288,7 @@ def _load_pretrained(source: str, dtype: torch.dtype) -> InterpModel:
             f"Hugging Face cache or hub ({type(e).__name__}); pass a local path or check the id"
         ) from None
     processor = None
-    kwargs = dict(dtype=dtype, attn_implementation=attention.NAME)
+    kwargs = dict(dtype=dtype, attn_implementation=attention.NAME, **placement)
     if hasattr(config, "vision_config"):
         hf = tf.AutoModelForImageTextToText.from_pretrained(source, **kwargs)
         processor = tf.AutoProcessor.from_pretrained(source)
@@ -264,7 +302,7 @@ def _load_pretrained(source: str, dtype: torch.dtype) -> InterpModel:
     return InterpModel(hf, tokenizer, processor, source=source)
 
 
-def _load_gguf(path: Path, dtype: torch.dtype, name: str) -> InterpModel:
+def _load_gguf(path: Path, dtype: torch.dtype, name: str, **placement) -> InterpModel:
     """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast)."""
     import transformers as tf
 
@@ -286,6 +324,6 @@ def _load_gguf(path: Path, dtype: torch.dtype, name: str) -> InterpModel:
         tokenizer.save_pretrained(partial)
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(partial, cached)  # atomic: a killed first load leaves no half cache
-    hf = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attention.NAME)
+    hf = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attention.NAME, **placement)
     tokenizer = tf.AutoTokenizer.from_pretrained(cached)
     return InterpModel(hf, tokenizer, source=str(path) if name != BUNDLED_NAME else BUNDLED_NAME, file_hash=file_hash)

@@ -2,6 +2,10 @@
 
 `track(items, "probes")` shows a bar with ETA on a terminal; in tests, notebooks and CI
 (no terminal) it stays quiet unless INTERP_PROGRESS=1.
+
+In a scan over several ranks (interp.distributed), track also splits the work: in the
+loop being sharded it yields only this rank's share and then hands the saved records to
+every rank; rank 0 alone shows a bar.
 """
 
 from __future__ import annotations
@@ -22,9 +26,26 @@ def enabled() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+    from interp import distributed
+
+    if distributed.world_size() > 1:
+        items = list(items)
+    plan = distributed.shard(items) if distributed.world_size() > 1 else None
+    if plan is not None:
+        mine, sharded = plan
+        if not sharded:  # an earlier loop, replayed from records every rank has
+            yield from mine
+            return
+        shown = f"{description} (rank 0 of {distributed.world_size()}: {len(mine)} items)"
+        yield from _bar(mine, shown, len(mine)) if distributed.is_main() and enabled() else mine
+        distributed.end_sharded_loop()  # shares the records and ends this attempt of scan()
     if not enabled():
         yield from items
         return
+    yield from _bar(items, description, total)
+
+
+def _bar(items: Iterable[T], description: str, total: int | None) -> Iterable[T]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:  # stdout stays the summary

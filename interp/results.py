@@ -5,8 +5,11 @@ A results directory DIR holds:
   DIR/<analysis>.<table>.parquet   optional per-sample tables, e.g. retrieval.probes.parquet
   DIR/manifest.json                model, per-analysis status and params, package versions
   DIR/.progress/<analysis>.jsonl   partial progress of a running scan, so a killed scan can resume
+                                   (<analysis>.rank<R>.jsonl: rank R's share of a scan over several ranks)
 
 Every file is replaced atomically, so a crash never leaves a half-written table or manifest.
+In a scan over several ranks (interp.distributed) only rank 0 writes the manifest and the
+tables; every rank appends its own progress, and load_progress returns every rank's records.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Callable
 import pandas as pd
 import pyarrow.parquet as pq
 
+from interp import distributed
 from interp.errors import InterpError
 
 FORMAT = "interp-results"
@@ -32,6 +36,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = ".progress"
 HEAD_COLUMNS = ("layer", "head", "score")
+BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 
 # Analysis and table names become parts of file names split on '.', so they may not contain one.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -64,6 +69,47 @@ def file_hash(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk_size):
             digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- the model's identity in the manifest ------------------------------------------------------
+
+
+def model_name(model: str | None) -> str:
+    """A short name for default output folders: 'SmolLM2-135M-Instruct', 'gpt2', 'my-model'."""
+    if model is None:
+        return BUNDLED_NAME
+    path = Path(model.rstrip("/\\"))
+    name = path.stem if path.suffix == ".gguf" else path.name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "model"
+
+
+def model_identity(model, source: str | None) -> tuple[str, str | None]:
+    """(source, revision or file hash) to record in the manifest, so that a later
+    `interp explore` can reload the model and a different model cannot mix into DIR."""
+    if source is None or source == "bundled":  # load_model's alias: record it as the bundled model itself
+        return model.source, model.file_hash
+    path = Path(source)
+    if path.exists():  # local: absolute, so the explorer finds it from any working directory
+        return str(path.resolve()), model.file_hash or weights_hash(path)
+    return source, model.file_hash or getattr(model.hf.config, "_commit_hash", None)
+
+
+def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
+    """A sha256 fingerprint of a local model directory's weight files: names, sizes and the
+    first and last MiB of each. Hashing every byte of a 15 GB model on each (resumed) scan
+    would cost a minute; these bytes already differ between any two trainings."""
+    files = sorted(p for ext in ("*.safetensors", "*.bin", "*.pt") for p in directory.glob(ext)) if directory.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}\n".encode())
+        with open(file, "rb") as f:
+            digest.update(f.read(sample))
+            f.seek(max(0, size - sample))
+            digest.update(f.read(sample))
     return digest.hexdigest()
 
 
@@ -189,6 +235,8 @@ class ResultsDir:
         return manifest
 
     def _save_manifest(self, manifest: dict) -> None:
+        if not distributed.is_main():
+            return
         manifest["updated"] = _now()
         text = json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
         atomic_write(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -212,8 +260,9 @@ class ResultsDir:
             )
         self._update(lambda m: m.__setitem__("model", model))
 
-    def start_analysis(self, name: str, params: dict | None = None) -> None:
-        """Mark an analysis running. Progress saved under different params is stale, so it is dropped."""
+    def start_analysis(self, name: str, params: dict | None = None) -> int:
+        """Mark an analysis running. Progress saved under different params is stale, so it is dropped.
+        Returns the number of samples saved by earlier runs (the scan resumes after them)."""
         _check_name("analysis", name)
         params = _normalize_params(params)
         previous = self.manifest["analyses"].get(name)
@@ -228,6 +277,9 @@ class ResultsDir:
             manifest["versions"] = package_versions()  # a resumed run may use newer packages
 
         self._update(change)
+        saved = len(self.load_progress(name))  # counted before another rank can add to it
+        distributed.barrier()  # no rank reads progress before stale progress is gone
+        return saved
 
     def finish_analysis(self, name: str, rows: int | None = None, seconds: float | None = None) -> None:
         """Mark an analysis done and drop its partial progress, which the final table supersedes.
@@ -235,6 +287,7 @@ class ResultsDir:
         rows defaults to the row count of the analysis's head table, when it has been written;
         seconds is the wall time of the run that finished it (recorded when given).
         """
+        distributed.barrier()  # every rank is done with the progress that is cleared below
         if rows is None and self._table_path(name).exists():
             rows = pq.ParquetFile(self._table_path(name)).metadata.num_rows
         timing = {} if seconds is None else {"seconds": round(float(seconds), 1)}
@@ -261,7 +314,7 @@ class ResultsDir:
     def is_done(self, name: str, params: dict | None = None) -> bool:
         """True when the analysis finished with these same params and its table exists: resume skips it."""
         entry = self.manifest["analyses"].get(name)
-        return (
+        return distributed.from_main(
             entry is not None
             and entry.get("status") == "done"
             and entry.get("params") == _normalize_params(params)
@@ -282,6 +335,8 @@ class ResultsDir:
         path = self._table_path(analysis, table)
         if table is None:
             validate_head_table(df, f"{analysis} head table")
+        if not distributed.is_main():  # every rank has the same tables; rank 0 writes them
+            return path
         elif not isinstance(df, pd.DataFrame):
             raise InterpError(f"{analysis}.{table}: expected a pandas DataFrame, got {type(df).__name__}")
         atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
@@ -295,7 +350,7 @@ class ResultsDir:
             raise InterpError(f"analysis '{analysis}' returned no 'heads' table; scan() must return {{'heads': DataFrame, ...}}")
         for key, df in tables.items():
             self.write_table(analysis, df, table=None if key == "heads" else key)
-        for name, table in self.tables():
+        for name, table in self.tables() if distributed.is_main() else ():
             if name == analysis and table is not None and table not in tables:
                 self._table_path(analysis, table).unlink(missing_ok=True)
 
@@ -329,7 +384,14 @@ class ResultsDir:
 
     def _progress_path(self, analysis: str) -> Path:
         _check_name("analysis", analysis)
-        return self.path / PROGRESS_DIR / f"{analysis}.jsonl"
+        share = f".rank{distributed.rank()}" if distributed.rank() > 0 else ""
+        return self.path / PROGRESS_DIR / f"{analysis}{share}.jsonl"
+
+    def _progress_files(self, analysis: str) -> list[Path]:
+        """This analysis's progress of every rank (rank 0 and one-process scans: <analysis>.jsonl)."""
+        _check_name("analysis", analysis)
+        folder = self.path / PROGRESS_DIR
+        return sorted([folder / f"{analysis}.jsonl", *folder.glob(f"{analysis}.rank*.jsonl")])
 
     def save_progress(self, analysis: str, key: str | int, record: dict) -> None:
         """Append one finished unit of work; it is on disk (fsync) when this returns."""
@@ -347,24 +409,30 @@ class ResultsDir:
             f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+        distributed.saved(analysis, key, record)  # shared with the other ranks, if any
 
     def load_progress(self, analysis: str) -> dict[str | int, dict]:
-        """Records saved so far by key (a later save of a key wins); torn lines are skipped."""
-        path = self._progress_path(analysis)
-        if not path.exists():
-            return {}
+        """Records saved so far by key (a later save of a key wins); torn lines are skipped.
+        Records of every rank: each rank's file, and what the ranks shared during this scan."""
         progress: dict[str | int, dict] = {}
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                    progress[entry["key"]] = entry["record"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # only a write cut short by a kill produces such a line
+        for path in self._progress_files(analysis):
+            if not path.exists():
+                continue
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        progress[entry["key"]] = entry["record"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue  # only a write cut short by a kill produces such a line
+        progress.update(distributed.gathered(analysis))
         return progress
 
     def clear_progress(self, analysis: str) -> None:
-        self._progress_path(analysis).unlink(missing_ok=True)
+        if not distributed.is_main():  # rank 0 clears every rank's file
+            return
+        for path in self._progress_files(analysis):
+            path.unlink(missing_ok=True)
 
 
 def open_results(path: str | os.PathLike) -> ResultsDir:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import interp.analyses
 from interp import cli
+from interp.ablation import Mode, ablation_effect, make_intervention
 from interp.progress import track
 from interp.results import ResultsDir, open_results
 from tests.tiny import build_hf, tiny_tokenizer
@@ -251,14 +252,14 @@ def test_every_ablation_mode_moves_the_next_token_distribution(tiny_dir, mode):
 def test_cli_names_the_bundled_model_as_the_core_does():
     import interp.models
 
-    assert cli.BUNDLED_NAME == interp.models.BUNDLED_NAME  # kept in cli.py so --help needs no torch
+    assert cli.BUNDLED_NAME == interp.models.BUNDLED_NAME  # kept in interp.results so --help needs no torch
 
 
 def test_ablation_effect_reports_kl_and_top_tokens():
     from interp import InterpModel
 
     model = InterpModel(build_hf("llama"), tiny_tokenizer())
-    same = cli.ablation_effect(model, cli.make_intervention(model, "0.0", cli.Mode("scale", 1.0)), "w1 w2", 4)
+    same = ablation_effect(model, make_intervention(model, "0.0", Mode("scale", 1.0)), "w1 w2", 4)
     assert same.kl == pytest.approx(0, abs=1e-6) and same.clean_text == same.ablated_text
     assert list(same.top_tokens.columns) == ["token", "p_clean", "p_ablated"] and len(same.top_tokens) == 5
 

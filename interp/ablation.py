@@ -1,0 +1,86 @@
+"""Head ablation on one prompt, as `interp ablate` and the head explorer run it: a --mode
+string parsed into an intervention, and the effect of that intervention on generation and
+on the next-token distribution.
+
+    effect = ablation_effect(model, make_intervention(model, "12.3", Mode.parse("zero")), "Hello")
+    effect.kl, effect.clean_text, effect.ablated_text, effect.top_tokens
+
+Light to import (no torch at import time), so the CLI can parse --mode before loading a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from interp.errors import InterpError
+
+MODES_HELP = "zero | mean | uniform | scale=FACTOR (e.g. scale=2)"
+
+
+@dataclass
+class Mode:
+    """A parsed --mode: 'zero', 'mean', 'uniform' or 'scale' with its factor."""
+
+    kind: str
+    factor: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Mode":
+        text = text.strip().lower()
+        if text in ("zero", "mean", "uniform"):
+            return cls(text)
+        match = re.fullmatch(r"scale[=:]([-+0-9.eE]+)", text)
+        if match:
+            try:
+                return cls("scale", float(match.group(1)))
+            except ValueError:
+                pass
+        raise InterpError(f"unknown mode '{text}': use {MODES_HELP}")
+
+    def __str__(self) -> str:
+        return f"scale={self.factor:g}" if self.kind == "scale" else self.kind
+
+
+def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
+    """The intervention for --mode; mean ablation uses `means` or the mean head outputs over
+    the bundled prompts (43 forward passes, so callers that ablate often pass cached means)."""
+    from interp.data import load_prompts
+    from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
+
+    heads = model.heads(heads)  # range-checked against the model's layout
+    if mode.kind == "zero":
+        return ZeroAblation(heads)
+    if mode.kind == "uniform":
+        return UniformAttention(heads)
+    if mode.kind == "scale":
+        return ScaleHead(heads, factor=mode.factor)
+    return MeanAblation(heads, means=model.head_means(load_prompts()) if means is None else means)
+
+
+@dataclass
+class AblationEffect:
+    clean_text: str
+    ablated_text: str
+    kl: float  # KL(clean || ablated) of the next-token distribution at the last prompt position, nats
+    top_tokens: pd.DataFrame  # token, p_clean, p_ablated: the top tokens of either distribution
+
+
+def ablation_effect(model, intervention, prompt: str, max_new_tokens: int = 32, chat: bool | None = None, top: int = 5) -> AblationEffect:
+    if chat is None:  # instruct models answer better in their chat format; base models have none
+        chat = getattr(model.tokenizer, "chat_template", None) is not None
+    inputs = model.tokenize(prompt, chat=chat)
+    clean = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)  # one prompt pass each side
+    with model.intervene(intervention):
+        ablated = model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True)
+    log_p, log_q = clean.first_logits[0].float().log_softmax(-1), ablated.first_logits[0].float().log_softmax(-1)
+    kl = float((log_p.exp() * (log_p - log_q)).sum())
+    ids = list(dict.fromkeys(log_p.topk(top).indices.tolist() + log_q.topk(top).indices.tolist()))
+    table = pd.DataFrame({
+        "token": [repr(model.tokenizer.decode([i])) for i in ids],
+        "p_clean": [float(log_p[i].exp()) for i in ids],
+        "p_ablated": [float(log_q[i].exp()) for i in ids],
+    }).sort_values("p_clean", ascending=False, ignore_index=True)
+    return AblationEffect(clean.text, ablated.text, kl, table)
