@@ -24,8 +24,8 @@ TransformerLens to 1e-4.
 Settings (scan): (a) the repeated-random-tokens protocol, [BOS] + r + r with r drawn
 uniformly from the vocabulary without special tokens, several lengths and seeds; (b) natural
 text, the bundled prompts. Head table: score = induction on repeated tokens, and
-score_<type> / score_text_<type> for every type on both settings (the atlas reads every
-score_* column). The causal check ("causal" table): in-context loss on the repeated half with
+score.<type> / score.text_<type> for every other type and setting (the atlas, interp.report,
+shows every "score." column as a measure of its own). The causal check ("causal" table): in-context loss on the repeated half with
 the top-k induction heads ablated, vs k random other heads (several draws).
 
     from interp import load_model
@@ -279,12 +279,12 @@ def _sample_rows(key: str, record: dict, seed_list: list[int]) -> list[dict]:
 def _head_table(samples: pd.DataFrame) -> pd.DataFrame:
     """One row per head: means over sequences per setting; score = induction on repeated tokens."""
     means = samples.groupby(["setting", "layer", "head"])[list(TYPES)].mean()  # NaN (no eligible query) skipped
-    repeated = means.loc["repeated"].add_prefix("score_")
+    repeated = means.loc["repeated"].add_prefix("score.")
     table = repeated.reset_index()
     if "text" in means.index.get_level_values(0):
-        table = table.merge(means.loc["text"].add_prefix("score_text_").reset_index(), on=["layer", "head"])
-    table.insert(2, "score", table["score_induction"])
-    table = table.drop(columns="score_induction")  # it is the score itself
+        table = table.merge(means.loc["text"].add_prefix("score.text_").reset_index(), on=["layer", "head"])
+    table.insert(2, "score", table["score.induction"])
+    table = table.drop(columns="score.induction")  # it is the score itself
     return table.astype({"layer": int, "head": int})
 
 

@@ -91,9 +91,9 @@ def test_planted_previous_token_first_token_and_induction_heads_are_found_first(
     tables = heads.scan(planted, prompts=["w20 w3 w4 w5 w3 w4 w5 w3 w4"], lengths=(20, 50), seeds=3, causal_k=0)
     table = tables["heads"]
     best = {column: table.nlargest(1, column).iloc[0] for column in
-            ("score", "score_previous_token", "score_first_token", "score_text_previous_token", "score_text_induction")}
-    for column, where in [("score", (1, 0)), ("score_previous_token", (0, 0)), ("score_first_token", (0, 1)),
-                          ("score_text_previous_token", (0, 0)), ("score_text_induction", (1, 0))]:
+            ("score", "score.previous_token", "score.first_token", "score.text_previous_token", "score.text_induction")}
+    for column, where in [("score", (1, 0)), ("score.previous_token", (0, 0)), ("score.first_token", (0, 1)),
+                          ("score.text_previous_token", (0, 0)), ("score.text_induction", (1, 0))]:
         row = best[column]
         assert (row["layer"], row["head"]) == where, column
         assert row[column] > 0.9, column
@@ -153,8 +153,8 @@ def test_scan_tables_causal_check_and_resume(planted, tmp_path):
     tables = heads.scan(planted, prompts=["w3 w4 w5 w3 w4", "w9 w8 w9"], lengths=(10,), seeds=2, causal_k=2,
                         causal_draws=2, results=results)
     table, causal = tables["heads"], tables["causal"]
-    assert len(table) == 8 and {"score", "score_previous_token", "score_duplicate_token", "score_first_token",
-                                "score_text_induction", "score_text_first_token"} <= set(table.columns)
+    assert len(table) == 8 and {"score", "score.previous_token", "score.duplicate_token", "score.first_token",
+                                "score.text_induction", "score.text_first_token"} <= set(table.columns)
     assert set(tables["samples"]["sample"]) == {"repeated:10:0", "repeated:10:1", "text:0", "text:1"}
     assert list(causal["condition"]) == ["clean", "top induction", "random", "random"]
     top = table.nlargest(2, "score")
