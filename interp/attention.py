@@ -13,6 +13,7 @@ which the runtime installs only while something is active.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import contextmanager
 
@@ -256,7 +257,8 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
         mask = attn.mask[:, :, run] if attn.mask is not None else None
         results.append(
             attention_stats(
-                attn.query[:, :, run], attn.key, requests=stats, scale=attn.scaling, causal=attn.causal and mask is None,
+                attn.query[:, :, run], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key.shape[2]),
+                scale=attn.scaling, causal=attn.causal and mask is None,
                 q_offset=attn.q_offset + int(run[0]), mask=mask, softcap=attn.softcap,
             )
         )
@@ -266,6 +268,26 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
             cap.record(layer, name, sum(parts))
         else:
             cap.record(layer, name, torch.cat(parts, dim=2))
+
+
+def _labels_for_call(stats, positions: torch.Tensor, n_key: int):
+    """The request with its key_match labels cut to this call. Labels are given over absolute positions
+    ([N] or [B, N], as the prompt's tokens are), so a decoding step's queries read their own positions and
+    its keys the first n_key; the kernels want labels per query and per key of the call. (A sliding-window
+    KV cache drops early keys, so there, as for spans and argmax, key indices are not positions.)"""
+    if not len(stats.key_match):
+        return stats
+    need = max(int(positions[-1]) + 1, n_key)
+    pairs = []
+    for pair in stats.key_match:
+        if len(pair) != 2 or not all(isinstance(t, torch.Tensor) and t.dim() in (1, 2) for t in pair):
+            raise InterpError("key_match takes (query_labels, key_labels) pairs of tensors [N] or [batch, N] over positions")
+        query_labels, key_labels = pair
+        if min(query_labels.shape[-1], key_labels.shape[-1]) < need:
+            raise InterpError(f"key_match labels cover {min(query_labels.shape[-1], key_labels.shape[-1])} positions "
+                              f"but the model reached position {need - 1}: give a label for every position")
+        pairs.append((query_labels[..., positions.to(query_labels.device)], key_labels[..., :n_key]))
+    return dataclasses.replace(stats, key_match=tuple(pairs))
 
 
 def _contiguous_runs(indices: torch.Tensor) -> list[torch.Tensor]:

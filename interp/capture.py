@@ -25,7 +25,7 @@ from interp.interventions import PositionsLike, position_mask
 from interp.kernels import StatsRequest
 
 # Statistics with one value per query can be joined over steps; the others cannot.
-PER_QUERY = {"z", "resid", "lse", "argmax", "argmax_prob", "entropy", "span_mass", "positions"}
+PER_QUERY = {"z", "resid", "lse", "argmax", "argmax_prob", "entropy", "span_mass", "match_mass", "positions"}
 TL_ALIASES = {"hook_z": "z", "hook_pattern": "pattern", "hook_result": "resid"}
 
 

@@ -5,6 +5,7 @@
 
 Triton is imported lazily (only when impl="triton" runs), so importing this package never imports triton.
 """
-from .stats import StatsRequest, attention_stats
+from .request import StatsRequest
+from .stats import attention_stats
 
 __all__ = ["StatsRequest", "attention_stats"]

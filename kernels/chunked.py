@@ -13,8 +13,9 @@ in a block that stays in cache:
   * masks touch only the columns where some row of the chunk is hidden (the causal diagonal, the window
     edge); a hidden logit is a large finite negative, so exp2 gives 0 and 0 * logit gives 0, not NaN;
   * the argmax reads the block once as per-64-key maxima, then searches one 64-key block per row;
-  * spans are sums over column slices; per-key mass and the pooled map are one batched matmul of per-row
-    weights against exp2(logits - max), so the probabilities are never normalised in place.
+  * spans are sums over column slices; key_match gathers the few matching keys by index; per-key mass
+    and the pooled map are one batched matmul of per-row weights against exp2(logits - max), so the
+    probabilities are never normalised in place.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import math
 
 import torch
 
-from .stats import StatsRequest
+from .request import StatsRequest
 
 CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
 MIN_ROWS = 16  # never fewer query rows per chunk: below this, per-chunk Python overhead dominates
@@ -131,8 +132,31 @@ def _span_mass(p, spans_list, spans, lo: int) -> torch.Tensor:
     return out
 
 
+def _match_mass(p, query_labels, key_labels, i0: int, i1: int, lo: int) -> torch.Tensor:
+    """Mass on keys whose label equals the query's, per pair: p [B, Hq, n, w] covers queries [i0, i1) and keys
+    [lo, lo + w); labels [1|B, M, Nq] and [1|B, M, Nk] -> [B, Hq, n, M].
+
+    Matches are few (one key per query for positional pairs, a handful for token pairs), so gather the
+    matching probabilities through the indices of the (b, m, i, j) matches instead of a dense pass per pair."""
+    B, Hq, n, w = p.shape
+    M = query_labels.shape[1]
+    ql = query_labels[:, :, i0:i1, None]
+    same = (key_labels[:, :, None, lo : lo + w] == ql) & (ql >= 0)  # [1|B, M, n, w]
+    b, m, i, j = same.expand(B, M, n, w).nonzero(as_tuple=True)
+    out = p.new_zeros(B, n, M, Hq)
+    out.index_put_((b, i, m), p.permute(0, 2, 3, 1)[b, i, j], accumulate=True)
+    return out.permute(0, 3, 1, 2)
+
+
+def _normalised(mass: torch.Tensor, inv_l) -> torch.Tensor:
+    """mass [B, Hq, n, X] of e, as probability mass: times 1 / l per row, unless e is normalised already."""
+    return mass if inv_l is None else mass.mul_(inv_l.view(*mass.shape[:3], 1))
+
+
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
-                  softcap, spans, pooled, chunk_size=None) -> dict[str, torch.Tensor]:
+                  softcap, spans, pooled, key_match=None, lse=None, chunk_size=None) -> dict[str, torch.Tensor]:
+    """lse [B, Hq, Nq] (natural log, -inf where a query sees no key), when given, replaces the max and sum
+    passes: every statistic comes from one sweep over p = exp(s - lse)."""
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     G = Hq // Hkv
@@ -146,13 +170,19 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
     if mask is not None:  # [B|1, Hq|1, Nq, Nk] -> [B|1, Hkv|1, G|1, Nq, Nk] to line up with the grouped logits
         mask = mask.view(mask.shape[0], Hkv, G, Nq, Nk) if mask.shape[1] == Hq else mask.unsqueeze(2)
     spans_list = spans.tolist() if spans is not None else None
+    given = None
+    if lse is not None:  # (base-2 lse with 0 on dead rows, so that their hidden logits give p = 0; dead rows)
+        dead_given = lse == float("-inf")
+        given = ((lse.float() * LOG2E).masked_fill_(dead_given, 0.0), dead_given)
     query_pos, key_pos = q_offset + torch.arange(Nq, device=dev), torch.arange(Nk, device=dev)
 
     # Per-query results are collected per chunk and joined at the end; summed ones are accumulated in place.
     # Each list starts with an empty (B, Hq, 0, ...) part, so that no query at all needs no special case.
     asked = {"lse": req.lse, "argmax": req.argmax, "argmax_prob": req.argmax, "entropy": req.entropy,
-             "span_mass": spans is not None}
-    per_query = {name: [torch.empty(B, Hq, 0, *spans.shape[1:2] if name == "span_mass" else (), device=dev,
+             "span_mass": spans is not None, "match_mass": key_match is not None}
+    width = {"span_mass": spans.shape[1:2] if spans is not None else (),
+             "match_mass": key_match[0].shape[1:2] if key_match is not None else ()}
+    per_query = {name: [torch.empty(B, Hq, 0, *width.get(name, ()), device=dev,
                                     dtype=torch.long if name == "argmax" else torch.float32)]
                  for name, wanted in asked.items() if wanted}
     dead_rows = [torch.empty(B, Hq, 0, device=dev, dtype=torch.bool)]
@@ -181,29 +211,44 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
         _hide(s, query_pos, key_pos, q_offset, i0, i1, lo, causal, sliding_window, key_padding, mask)
 
         rows = s.view(B * Hq * n, w)
-        mx, best = _row_max_and_argmax(rows)
-        dead = mx <= HIDDEN / 2  # the query sees no key
-        mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
-        d = rows.sub_(mx[:, None])  # base-2 logits minus the row max, <= 0
-        e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
-        l = e.sum(-1)
-        inv_l = l.reciprocal().masked_fill_(dead, 0.0)
+        if given is None:  # two passes: the row max (and argmax), then the row sum l of p * l
+            mx, best = _row_max_and_argmax(rows)
+            dead = mx <= HIDDEN / 2  # the query sees no key
+            mx = mx.masked_fill_(dead, 0.0)  # so its logits stay ~HIDDEN and exp2 gives 0: l = 0, lse = -inf
+            d = rows.sub_(mx[:, None])  # base-2 logits minus the row max, <= 0
+            e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
+            l = e.sum(-1)
+            inv_l = l.reciprocal().masked_fill_(dead, 0.0)
+        else:  # one sweep: with the lse known, e = exp2(s - lse) is the probability itself (inv_l = None)
+            row_lse, dead = given[0][:, :, i0:i1].reshape(-1), given[1][:, :, i0:i1].reshape(-1)
+            if req.argmax:
+                mx, best = _row_max_and_argmax(rows)
+                mx = mx.sub_(row_lse)  # base-2 log of the winner's probability
+            d = rows.sub_(row_lse[:, None])  # base-2 log-probabilities
+            e = torch.exp2(d, out=pbuf[: rows.numel()].view_as(rows))
+            inv_l = None
         dead_rows.append(dead.view(B, Hq, n))
 
-        if req.lse:
+        if req.lse and given is None:
             per_query["lse"].append(l.log2().add_(mx).view(B, Hq, n))  # base 2 until the end
         if req.argmax:
             per_query["argmax"].append(best.add_(lo).view(B, Hq, n))
-            per_query["argmax_prob"].append(inv_l.view(B, Hq, n))  # exp2(max - max) / l
+            # exp2(max - max) / l, or exp2(max - lse)
+            per_query["argmax_prob"].append((inv_l if given is None else mx.exp2_()).view(B, Hq, n))
         if req.entropy:  # H = -sum p ln p = ln l - ln2 * sum(e * d) / l; hidden keys add 0 * HIDDEN = 0
-            per_query["entropy"].append(torch.addcmul(l.log(), d.mul_(e).sum(-1), inv_l, value=-LN2).view(B, Hq, n))
+            t = d.mul_(e).sum(-1)
+            h = t.mul_(-LN2) if given is not None else torch.addcmul(l.log(), t, inv_l, value=-LN2)
+            per_query["entropy"].append(h.view(B, Hq, n))
         if spans is not None:
             mass = _span_mass(e.view(B, Hq, n, w), spans_list, spans, lo)
-            per_query["span_mass"].append(mass.mul_(inv_l.view(B, Hq, n, 1)))
+            per_query["span_mass"].append(_normalised(mass, inv_l))
+        if key_match is not None:
+            mass = _match_mass(e.view(B, Hq, n, w), *key_match, i0, i1, lo)
+            per_query["match_mass"].append(_normalised(mass, inv_l))
         if req.key_mass or pooled is not None:
             # Sums over the chunk's rows of p = e / l, one row group per query bin of the pooled map (one group
             # without a map), as one batched matmul [B*Hq, groups, n] @ [B*Hq, n, w]: it reads e once.
-            weights = inv_l.view(B * Hq, 1, n)
+            weights = (inv_l if given is None else e.new_ones(B * Hq * n)).view(B * Hq, 1, n)
             if pooled is not None:
                 first, last = i0 * q_bins // Nq, (i1 - 1) * q_bins // Nq
                 weights = (query_bin[i0:i1] == bin_ids[first : last + 1]) * weights
@@ -215,7 +260,9 @@ def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddi
 
     out.update({name: torch.cat(parts, dim=2) for name, parts in per_query.items()})
     dead = torch.cat(dead_rows, dim=2)
-    if req.lse:
+    if req.lse and given is not None:
+        out["lse"] = lse.float().clone()
+    elif req.lse:
         out["lse"].mul_(LN2)
     if req.argmax:
         out["argmax"].masked_fill_(dead, -1)

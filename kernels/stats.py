@@ -4,44 +4,19 @@ One contract (`attention_stats`), two implementations:
   * kernels/chunked.py      - PyTorch, any device, loops over query chunks (the reference and CPU path)
   * kernels/triton_stats.py - Triton, CUDA, flash-style online softmax over key tiles
 
-This file only validates arguments, fills in defaults and dispatches.
+This file only validates arguments, fills in defaults and dispatches; what to compute is kernels/request.py.
 """
 from __future__ import annotations
 
-import operator
 import os
-from dataclasses import dataclass
 
 import torch
 
+from .request import StatsRequest, _bad, key_bin_edges, normalize_key_match, normalize_spans
+
+__all__ = ["StatsRequest", "attention_stats", "key_bin_edges", "normalize_key_match", "normalize_spans"]
+
 IMPLS = ("auto", "chunked", "triton")
-
-
-@dataclass(frozen=True)
-class StatsRequest:
-    """Which statistics to compute. A = softmax of the scaled, capped, masked logits; shapes use B, Hq, Nq, Nk."""
-
-    lse: bool = False  # "lse" [B,Hq,Nq] log-sum-exp of the logits (-inf where a query sees no key)
-    argmax: bool = False  # "argmax" [B,Hq,Nq] int64 key index (ties -> smallest), "argmax_prob" [B,Hq,Nq]
-    entropy: bool = False  # "entropy" [B,Hq,Nq], nats
-    spans: tuple = ()  # half-open key spans [(start, end), ...] or LongTensor [S,2] / [B,S,2]
-    #                    -> "span_mass" [B,Hq,Nq,S]
-    pooled: tuple | None = None  # (q_bins, k_bins) -> "pooled" [B,Hq,q_bins,k_bins], summed probability;
-    #                              query i -> bin i*q_bins//Nq, key j -> bin j*k_bins//Nk
-    key_mass: bool = False  # "key_mass" [B,Hq,Nk] = sum over queries of A[i, j]
-
-    @property
-    def wants_spans(self) -> bool:
-        # () is "not asked"; an explicit tensor is always asked, even with zero rows
-        return isinstance(self.spans, torch.Tensor) or len(self.spans) > 0
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.lse or self.argmax or self.entropy or self.wants_spans or self.pooled or self.key_mass)
-
-
-def _bad(msg: str):
-    raise ValueError(msg)
 
 
 def _triton_importable() -> bool:
@@ -50,34 +25,6 @@ def _triton_importable() -> bool:
     except ImportError:
         return False
     return True
-
-
-def normalize_spans(spans, B: int, Nk: int, device) -> torch.Tensor:
-    """Spans as a LongTensor [1 or B, S, 2] on `device`; checks 0 <= start <= end <= Nk."""
-    if isinstance(spans, torch.Tensor):
-        t = spans.to(device=device, dtype=torch.long)
-    else:
-        try:
-            pairs = [(operator.index(a), operator.index(b)) for a, b in spans]
-        except (TypeError, ValueError):
-            _bad("spans must be a list of (start, end) pairs or a LongTensor [S, 2] / [B, S, 2]")
-        t = torch.tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2)
-    if t.dim() == 2:
-        t = t.unsqueeze(0)
-    if t.dim() != 3 or t.shape[-1] != 2 or t.shape[0] not in (1, B):
-        _bad(f"spans must have shape [S, 2] or [B={B}, S, 2], got {tuple(t.shape)}; pass (start, end) pairs")
-    if t.numel() and ((t[..., 0] < 0) | (t[..., 1] > Nk) | (t[..., 0] > t[..., 1])).any():
-        _bad(f"every span needs 0 <= start <= end <= Nk={Nk} (half-open key range); fix the offending spans")
-    return t
-
-
-def key_bin_edges(Nk: int, k_bins: int, device) -> torch.Tensor:
-    """Key bins as half-open spans [k_bins, 2]: key j is in bin j*k_bins//Nk, i.e. bin b starts at ceil(b*Nk/k_bins).
-
-    Treating bins as spans lets the Triton kernel reuse its span code for `pooled`."""
-    b = torch.arange(k_bins + 1, device=device, dtype=torch.long)
-    edges = (b * Nk + k_bins - 1) // k_bins
-    return torch.stack([edges[:-1], edges[1:]], dim=1)
 
 
 @torch.no_grad()
@@ -95,6 +42,7 @@ def attention_stats(
     softcap: float | None = None,
     impl: str = "auto",
     chunk_size: int | None = None,
+    lse: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Softmax statistics of attention logits, per query, without building the [B, Hq, Nq, Nk] matrix.
 
@@ -106,6 +54,9 @@ def attention_stats(
     Everything is accumulated in fp32. A query that sees no key gets lse=-inf, argmax=-1 and zeros elsewhere.
     impl: "auto" (triton for CUDA tensors when triton imports, else chunked; env INTERP_STATS_IMPL overrides),
     "chunked" or "triton". Returns only the requested statistics (see StatsRequest).
+    lse: the log-sum-exp of these logits [B, Hq, Nq] (natural log, -inf where a query sees no key), when the
+    caller has it already (the fused attention kernels return it): then one sweep over p = exp(s - lse)
+    gives every statistic, with no max pass and no sum pass.
     """
     if not isinstance(requests, StatsRequest):
         _bad("requests must be a StatsRequest, e.g. requests=StatsRequest(lse=True)")
@@ -151,7 +102,12 @@ def attention_stats(
         if len(pooled) != 2 or any(int(x) != x or x < 1 for x in pooled):
             _bad(f"pooled must be (q_bins, k_bins) with positive ints, got {pooled!r}")
         pooled = (int(pooled[0]), int(pooled[1]))
+    if lse is not None:
+        if not (isinstance(lse, torch.Tensor) and lse.shape == (B, Hq, Nq) and lse.is_floating_point()):
+            _bad(f"lse must be a float tensor [B={B}, Hq={Hq}, Nq={Nq}] (the log-sum-exp of these logits)")
+        lse = lse.to(q.device)
     spans = normalize_spans(requests.spans, B, Nk, q.device) if requests.wants_spans else None
+    key_match = normalize_key_match(requests.key_match, B, Nq, Nk, q.device) if len(requests.key_match) else None
 
     if impl == "auto":
         impl = os.environ.get("INTERP_STATS_IMPL") or ("triton" if q.is_cuda and _triton_importable() else "chunked")
@@ -169,7 +125,7 @@ def attention_stats(
     common = dict(
         scale=scale, causal=bool(causal), q_offset=q_offset, key_padding=key_padding,
         sliding_window=None if sliding_window is None else int(sliding_window), softcap=softcap,
-        spans=spans, pooled=pooled,
+        spans=spans, pooled=pooled, key_match=key_match, lse=lse,
     )
     if impl == "triton":
         from .triton_stats import triton_stats

@@ -4,8 +4,11 @@ Same idea as the fused-attention tutorial, but instead of p @ V we keep statisti
   pass 1 (_stats_fwd): one program per (query block, batch*head) streams over key tiles with an online
       softmax: running max m, running sum l = sum exp(s - m), running argmax, and t = sum exp(s - m) * (s - m)
       for the entropy. Out: lse = m + log l, entropy = log l - t / l, argmax_prob = exp(m - lse) = 1 / l.
-  pass 2 (_stats_mass, only for spans / pooled / key_mass): recompute the same tiles, p = exp(s - lse), and
-      reduce p into span masses (p @ span-indicator), pooled bins and key column sums (atomic adds).
+  pass 2 (_stats_mass, for spans / pooled / key_mass / key_match): recompute the same tiles,
+      p = exp(s - lse), and reduce p into span masses (p @ span-indicator), pooled bins, key column sums (atomic adds) and the
+      mass on keys whose label matches the query's (key_match).
+With the lse given (the fused attention kernels return it), pass 1 is skipped and pass 2 also keeps the
+running argmax and sum p * s (entropy = lse - sum p s): one pass over the logits in all.
 Masks (causal, sliding window, key padding, q_offset) come from index arithmetic; tiles that the causal /
 window bounds hide completely are never visited. Call through kernels.stats.attention_stats.
 """
@@ -17,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .stats import StatsRequest, key_bin_edges
+from .request import StatsRequest, key_bin_edges
 
 
 @triton.jit
@@ -114,15 +117,18 @@ def _stats_fwd(Q, K, KP, LSE, ARG, ARGP, ENT,
 
 
 @triton.jit
-def _stats_mass(Q, K, KP, LSE, SPANS, SPAN_OUT, POOL_OUT, KEYM_OUT,
-                sqb, sqh, sqm, sqd, skb, skh, skn, skd, sspb,
+def _stats_mass(Q, K, KP, LSE, SPANS, SPAN_OUT, POOL_OUT, KEYM_OUT, QLAB, KLAB, MATCH_OUT, ARG, ARGP, ENT,
+                sqb, sqh, sqm, sqd, skb, skh, skn, skd, sspb, sqlb, sklb,
                 Hq, G, Nq, Nk, D, q_offset, scale, softcap, window,
-                n_spans, n_cols, q_bins, k_bins,
+                n_spans, n_cols, q_bins, k_bins, n_match,
                 CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_KP: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-                HAS_COLS: tl.constexpr, KEY_MASS: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr):
+                HAS_COLS: tl.constexpr, KEY_MASS: tl.constexpr, HAS_MATCH: tl.constexpr, ROW_STATS: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr,
+                BLOCK_MM: tl.constexpr):
     """Columns = user spans [0, n_spans) followed by the key bins of `pooled` [n_spans, n_cols).
-    Grid axis 2 walks column blocks of BLOCK_S; the column block 0 programs also do the key mass."""
+    Grid axis 2 walks column blocks of BLOCK_S; the column block 0 programs also do the key mass and the
+    key_match pairs (labels [B or 1, n_match, Nq] and [B or 1, n_match, Nk], batch strides sqlb and sklb).
+    ROW_STATS (the lse was given, so pass 1 did not run): also the argmax and the entropy, lse - sum p s."""
     start_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     col_block = tl.program_id(2)
@@ -135,13 +141,20 @@ def _stats_mass(Q, K, KP, LSE, SPANS, SPAN_OUT, POOL_OUT, KEYM_OUT,
     k_base = K + b * skb + (h // G) * skh
     kp_base = KP + b * Nk
     lse = tl.load(LSE + bh * Nq + offs_m, mask=offs_m < Nq, other=0.0)
-    lse = tl.where(lse == float("-inf"), 0.0, lse)  # such rows have only -inf logits: p = 0, not NaN
+    seen = lse != float("-inf")
+    lse = tl.where(seen, lse, 0.0)  # such rows have only -inf logits: p = 0, not NaN
+    m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)  # ROW_STATS: running max and its first key
+    arg = tl.full([BLOCK_M], -1, tl.int32)
+    ps_i = tl.zeros([BLOCK_M], tl.float32)  # ROW_STATS: sum p * s over visible keys
 
     cols = col_block * BLOCK_S + tl.arange(0, BLOCK_S)
     col_lo = tl.load(SPANS + b * sspb + cols * 2, mask=cols < n_cols, other=0)
     col_hi = tl.load(SPANS + b * sspb + cols * 2 + 1, mask=cols < n_cols, other=0)
     acc = tl.zeros([BLOCK_M, BLOCK_S], tl.float32)
     km_end = tl.where(col_block == 0, Nk, 0)  # only one column block adds the key mass
+    match_acc = tl.zeros([BLOCK_M, BLOCK_MM], tl.float32)
+    match_cols = tl.arange(0, BLOCK_MM)
+    n_pairs = tl.where(col_block == 0, n_match, 0)  # and the key_match pairs
 
     lo, hi = _key_range(start_m, q_offset, Nq, Nk, window, CAUSAL, HAS_WINDOW, BLOCK_M, BLOCK_N)
     for start_n in range(lo, hi, BLOCK_N):
@@ -149,13 +162,35 @@ def _stats_mass(Q, K, KP, LSE, SPANS, SPAN_OUT, POOL_OUT, KEYM_OUT,
                                           q_offset, scale, softcap, window,
                                           CAUSAL, HAS_WINDOW, HAS_KP, HAS_SOFTCAP, BLOCK_N, BLOCK_D)
         p = tl.exp(s - lse[:, None])  # hidden keys: exp(-inf) = 0
+        if ROW_STATS:
+            tile_max = tl.max(s, 1)
+            tile_arg = tl.min(tl.where(s == tile_max[:, None], offs_n[None, :], 2147483647), 1)
+            arg = tl.where(tile_max > m_i, tile_arg, arg)  # a tie keeps the earlier key
+            m_i = tl.maximum(m_i, tile_max)
+            ps_i += tl.sum(p * tl.where(visible, s, 0.0), 1)
         if KEY_MASS:
             tl.atomic_add(KEYM_OUT + bh * Nk + offs_n, tl.sum(p, 0), mask=offs_n < km_end)
         if HAS_COLS:
             # span masses as a small matmul: p [M, N] @ (key j in column span c) [N, S]
             inside = (offs_n[:, None] >= col_lo[None, :]) & (offs_n[:, None] < col_hi[None, :])
             acc += tl.dot(p, inside.to(tl.float32), input_precision="ieee")
+        if HAS_MATCH:
+            for m in range(0, n_pairs):
+                ql = tl.load(QLAB + b * sqlb + m * Nq + offs_m, mask=offs_m < Nq, other=-1)
+                kl = tl.load(KLAB + b * sklb + m * Nk + offs_n, mask=offs_n < Nk, other=-2)
+                same = (kl[None, :] == ql[:, None]) & (ql[:, None] >= 0)
+                mass = tl.sum(tl.where(same, p, 0.0), 1)
+                match_acc += tl.where(match_cols[None, :] == m, mass[:, None], 0.0)
 
+    if ROW_STATS:
+        out = bh * Nq + offs_m
+        first = offs_m < tl.where(col_block == 0, Nq, 0)  # one column block stores them
+        tl.store(ENT + out, tl.where(seen, tl.maximum(lse - ps_i, 0.0), 0.0), mask=first)
+        tl.store(ARGP + out, tl.where(seen, tl.exp(m_i - lse), 0.0), mask=first)
+        tl.store(ARG + out, arg.to(tl.int64), mask=first)
+    if HAS_MATCH:
+        tl.store(MATCH_OUT + (bh * Nq + offs_m[:, None]) * n_match + match_cols[None, :], match_acc,
+                 mask=(offs_m[:, None] < Nq) & (match_cols[None, :] < n_pairs))
     if HAS_COLS:
         row_ok = offs_m[:, None] < Nq
         is_span = cols[None, :] < n_spans
@@ -175,13 +210,14 @@ def _blocks(D: int):
 
 
 def triton_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, sliding_window,
-                 softcap, spans, pooled) -> dict[str, torch.Tensor]:
+                 softcap, spans, pooled, key_match=None, lse=None) -> dict[str, torch.Tensor]:
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
     BLOCK_M, BLOCK_N, BLOCK_D = _blocks(D)
-    lse = torch.empty(B, Hq, Nq, **f32)
+    given = lse is not None
+    lse = lse.float().contiguous() if given else torch.empty(B, Hq, Nq, **f32)
     arg = torch.empty(B, Hq, Nq, device=dev, dtype=torch.long)
     argp = torch.empty(B, Hq, Nq, **f32)
     ent = torch.empty(B, Hq, Nq, **f32)
@@ -191,16 +227,18 @@ def triton_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddin
     flags = dict(CAUSAL=causal, HAS_WINDOW=sliding_window is not None, HAS_KP=key_padding is not None,
                  HAS_SOFTCAP=softcap is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
     grid = (triton.cdiv(Nq, BLOCK_M), B * Hq)
-    _stats_fwd[grid](q, k, kp, lse, arg, argp, ent, *args, *sizes, **flags)
+    row_stats = req.argmax or req.entropy
+    if not given:  # pass 1; with the lse given, pass 2 takes the argmax and entropy on its way
+        _stats_fwd[grid](q, k, kp, lse, arg, argp, ent, *args, *sizes, **flags)
 
     out = {}
     if req.lse:
-        out["lse"] = lse
+        out["lse"] = lse.clone() if given else lse
     if req.argmax:
         out["argmax"], out["argmax_prob"] = arg, argp
     if req.entropy:
         out["entropy"] = ent
-    if spans is None and pooled is None and not req.key_mass:
+    if spans is None and pooled is None and not req.key_mass and key_match is None and not (given and row_stats):
         return out
 
     # Pass 2. One column list: the user spans, then the key bins of `pooled` (a key bin is a span).
@@ -216,15 +254,24 @@ def triton_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_paddin
     span_out = torch.empty(B, Hq, Nq, n_spans, **f32)
     pool_out = torch.zeros(B, Hq, q_bins, k_bins, **f32)
     keym_out = torch.zeros(B, Hq, Nk, **f32)
+    qlab, klab = key_match if key_match is not None else (cols.new_full((1, 0, Nq), -1), cols.new_full((1, 0, Nk), -1))
+    qlab, klab = qlab.to(torch.int32).contiguous(), klab.to(torch.int32).contiguous()
+    n_match = qlab.shape[1]
+    sqlb = 0 if qlab.shape[0] == 1 else n_match * Nq  # labels shared by the batch, or one set per batch row
+    sklb = 0 if klab.shape[0] == 1 else n_match * Nk
+    match_out = torch.empty(B, Hq, Nq, n_match, **f32)
     BLOCK_S = min(64, max(16, triton.next_power_of_2(n_cols)))
     grid = (triton.cdiv(Nq, BLOCK_M), B * Hq, max(1, triton.cdiv(n_cols, BLOCK_S)))
-    _stats_mass[grid](q, k, kp, lse, cols, span_out, pool_out, keym_out, *args, sspb, *sizes,
-                      n_spans, n_cols, q_bins, k_bins, HAS_COLS=n_cols > 0, KEY_MASS=req.key_mass,
-                      BLOCK_S=BLOCK_S, **flags)
+    _stats_mass[grid](q, k, kp, lse, cols, span_out, pool_out, keym_out, qlab, klab, match_out, arg, argp, ent,
+                      *args, sspb, sqlb, sklb, *sizes, n_spans, n_cols, q_bins, k_bins, n_match,
+                      HAS_COLS=n_cols > 0, KEY_MASS=req.key_mass, HAS_MATCH=n_match > 0, ROW_STATS=given and row_stats,
+                      BLOCK_S=BLOCK_S, BLOCK_MM=max(2, triton.next_power_of_2(max(n_match, 1))), **flags)
     if spans is not None:
         out["span_mass"] = span_out
     if pooled is not None:
         out["pooled"] = pool_out
     if req.key_mass:
         out["key_mass"] = keym_out
+    if key_match is not None:
+        out["match_mass"] = match_out
     return out

@@ -223,3 +223,34 @@ def test_bad_heads_give_one_line_errors(models):
         ZeroAblation("twelve")
     with pytest.raises(InterpError, match="out of range"):
         model.capture(z=True, heads=[model.layout.n_heads])
+
+
+def test_key_match_capture_agrees_with_pattern_and_kv_cache(models):
+    """key_match labels over absolute positions, per batch row: the mass equals the pattern's mass on the
+    matching keys, and a KV-cache continuation (queries after an offset) reads the same labels."""
+    _, model = models
+    ids = random_ids(length=12, vocab=5)  # a small vocabulary so that tokens repeat
+    n = ids.shape[1]
+    previous = torch.cat([torch.full((ids.shape[0], 1), -1), ids[:, :-1]], dim=1)
+    pairs = ((torch.arange(n) - 1, torch.arange(n)), (ids, ids), (ids, previous))  # previous, duplicate, induction
+    request = StatsRequest(key_match=pairs)
+    with torch.no_grad(), model.capture(pattern=True, stats=request) as cap:
+        outputs(model, ids)
+    pattern, mass = cap.pattern, cap.get("match_mass")  # [B, L, H, Nq, Nk], [B, L, H, Nq, 3]
+    for m, (query_labels, key_labels) in enumerate(pairs):
+        ql, kl = query_labels.expand(ids.shape), key_labels.expand(ids.shape)
+        same = (kl[:, None, :] == ql[:, :, None]) & (ql[:, :, None] >= 0)  # [B, Nq, Nk]
+        assert torch.allclose(mass[..., m], (pattern * same[:, None, None]).sum(-1), atol=1e-5)
+
+    with torch.no_grad():
+        first = model.hf(input_ids=ids[:, :8], use_cache=True)
+    if getattr(first, "past_key_values", None) is None or getattr(model.hf.config, "sliding_window", None):
+        return  # an encoder has no KV cache; a sliding-window cache drops keys, so key indices are not positions
+    with torch.no_grad(), model.capture(stats=request) as cached:
+        model.hf(input_ids=ids[:, :8], use_cache=True)
+        model.hf(input_ids=ids[:, 8:], past_key_values=first.past_key_values, use_cache=True)
+    assert cached.n_steps == 2
+    assert torch.allclose(cached.get("match_mass"), mass, atol=1e-5)
+    short = StatsRequest(key_match=((ids[:, :8], ids[:, :8]),))
+    with torch.no_grad(), pytest.raises(InterpError, match="every position"), model.capture(stats=short):
+        outputs(model, ids)

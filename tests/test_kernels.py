@@ -26,8 +26,8 @@ NEG_INF = float("-inf")
 
 
 # --------------------------------------------------------------------------------------------- reference
-def reference(q, k, *, spans, pooled, scale=None, causal=True, q_offset=None, key_padding=None, mask=None,
-              sliding_window=None, softcap=None):
+def reference(q, k, *, spans, pooled, key_match=(), scale=None, causal=True, q_offset=None, key_padding=None,
+              mask=None, sliding_window=None, softcap=None):
     """Every statistic from the full [B, Hq, Nq, Nk] attention matrix, in float64."""
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -74,6 +74,11 @@ def reference(q, k, *, spans, pooled, scale=None, causal=True, q_offset=None, ke
     Pq = torch.nn.functional.one_hot(torch.arange(Nq) * qb // Nq, qb).double()  # [Nq, qb]
     Pk = torch.nn.functional.one_hot(torch.arange(Nk) * kb // Nk, kb).double()  # [Nk, kb]
     out["pooled"] = Pq.T @ A @ Pk
+    out["match_mass"] = torch.zeros(B, Hq, Nq, len(key_match), dtype=torch.float64)
+    for m, (ql, kl) in enumerate(key_match):
+        ql, kl = ql.cpu().expand(B, Nq), kl.cpu().expand(B, Nk)
+        same = (kl[:, None, :] == ql[:, :, None]) & (ql[:, :, None] >= 0)  # [B, Nq, Nk]
+        out["match_mass"][..., m] = (A * same[:, None]).sum(-1)
     return out
 
 
@@ -143,8 +148,28 @@ def make_case(name, dtype=torch.float32, device="cpu"):
     return q, k, kw, spans, pooled
 
 
+def key_match_for(q, k, q_offset=None, seed=0):
+    """The head-type pairs of KEY_MATCH: previous token, first token, duplicate and induction over random
+    tokens from a small vocabulary (so tokens repeat), with some labels -1; shared and per-batch labels."""
+    B, Nq, Nk = q.shape[0], q.shape[2], k.shape[2]
+    q_offset = Nk - Nq if q_offset is None else q_offset
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.arange(Nq) + q_offset  # absolute query positions (negative ones see nothing)
+    toks = torch.randint(0, 4, (B, max(Nk, int(pos.max()) + 1)), generator=g)
+    toks[:, 2] = -1  # a position with no label
+    query_toks = toks[:, pos.clamp_min(0)]
+    prev_key_toks = torch.cat([torch.full((B, 1), -1), toks[:, : Nk - 1]], dim=1)
+    pairs = [
+        (pos - 1, torch.arange(Nk)),  # previous token (-1 for position 0)
+        (torch.zeros(Nq, dtype=torch.long), torch.arange(Nk)),  # first token
+        (query_toks, toks[:, :Nk]),  # duplicate token (the query itself counts)
+        (query_toks.int(), prev_key_toks[0]),  # induction on batch row 0's keys, int32 query labels
+    ]
+    return tuple((ql.to(q.device), kl.to(q.device)) for ql, kl in pairs)
+
+
 def check(out, ref, tol):
-    assert set(out) == {"lse", "argmax", "argmax_prob", "entropy", "span_mass", "pooled", "key_mass"}
+    assert set(out) == {"lse", "argmax", "argmax_prob", "entropy", "span_mass", "pooled", "key_mass", "match_mass"}
     for name, t in out.items():
         t = t.cpu()
         assert t.shape == ref[name].shape, name
@@ -164,9 +189,13 @@ def check(out, ref, tol):
 
 def run_case(name, dtype, impl, device, **options):
     q, k, kw, spans, pooled = make_case(name, dtype, device)
-    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True)
+    key_match = key_match_for(q, k, kw.get("q_offset"))
+    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True,
+                       key_match=key_match)
+    ref = reference(q.cpu(), k.cpu(), spans=spans, pooled=pooled, key_match=key_match, **kw)
+    if options.pop("given_lse", False):  # the one-sweep path: the exact lse handed in
+        options["lse"] = ref["lse"].float().to(device)
     out = attention_stats(q, k, requests=req, impl=impl, **kw, **options)
-    ref = reference(q.cpu(), k.cpu(), spans=spans, pooled=pooled, **{n: v for n, v in kw.items()})
     check(out, ref, 1e-5 if dtype == torch.float32 else 2e-3)
 
 
@@ -198,10 +227,23 @@ def test_chunked_ties_across_argmax_blocks(causal):
     assert (ref["argmax"] >= 64).any() and torch.equal(out["argmax"], ref["argmax"])
 
 
+GIVEN_LSE_CASES = ["causal", "noncausal", "gqa", "decode", "q_offset", "padding", "window", "softcap", "mask_float",
+                   "dead_rows", "batch_spans"]
+
+
+@pytest.mark.parametrize("name", GIVEN_LSE_CASES + list(LONG_CASES))
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_chunked_given_lse(name, chunk_size):
+    """With the lse handed in, one sweep gives the same statistics as the two passes."""
+    run_case(name, torch.float32, "chunked", "cpu", given_lse=True, chunk_size=chunk_size)
+
+
 def test_chunked_bf16():
     q, k, kw, spans, pooled = make_case("gqa", torch.bfloat16)
-    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True)
-    check(attention_stats(q, k, requests=req, impl="chunked"), reference(q, k, spans=spans, pooled=pooled), 2e-3)
+    km = key_match_for(q, k)
+    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True, key_match=km)
+    check(attention_stats(q, k, requests=req, impl="chunked"), reference(q, k, spans=spans, pooled=pooled, key_match=km),
+          2e-3)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 100])
@@ -209,7 +251,8 @@ def test_chunked_bf16():
 def test_chunk_size_invariance(name, chunk):
     """Several query chunks give the same numbers as one chunk covering every query."""
     q, k, kw, spans, pooled = make_case(name)
-    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True)
+    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=spans, pooled=pooled, key_mass=True,
+                       key_match=key_match_for(q, k))
     one = attention_stats(q, k, requests=req, impl="chunked", chunk_size=q.shape[2], **kw)
     many = attention_stats(q, k, requests=req, impl="chunked", chunk_size=chunk, **kw)
     assert torch.equal(one["argmax"], many["argmax"])
@@ -248,6 +291,12 @@ def _subsets(impl, device):
     # an explicit empty span tensor still returns span_mass, with S = 0
     got = attention_stats(q, k, requests=StatsRequest(spans=torch.zeros(0, 2, dtype=torch.long)), impl=impl)
     assert got["span_mass"].shape == (2, 6, 19, 0)
+    # a label every key shares takes all of each row's mass; a label < 0 none
+    ones, zeros = torch.zeros(19, dtype=torch.long, device=device), torch.zeros(2, 19, dtype=torch.long, device=device)
+    got = attention_stats(q, k, requests=StatsRequest(key_match=((ones, zeros), (ones - 1, zeros - 1))), impl=impl)
+    assert set(got) == {"match_mass"} and got["match_mass"].shape == (2, 6, 19, 2)
+    torch.testing.assert_close(got["match_mass"][..., 0].cpu(), torch.ones(2, 6, 19))
+    assert (got["match_mass"][..., 1] == 0).all()
 
 
 def test_chunked_ties():
@@ -273,6 +322,12 @@ def test_triton_inner(name, dtype):
 
 
 @needs_triton
+@pytest.mark.parametrize("name", ["causal", "decode", "padding", "window", "softcap", "dead_rows", "batch_spans"])
+def test_triton_inner_given_lse(name):
+    run_case(name, torch.float32, "triton", TRITON_DEVICE, given_lse=True)
+
+
+@needs_triton
 def test_triton_inner_ties():
     _ties("triton", TRITON_DEVICE)
 
@@ -288,9 +343,11 @@ def test_triton_inner_noncontiguous():
     g = torch.Generator().manual_seed(3)
     q = torch.randn(2, 19, 6, 16, generator=g).to(TRITON_DEVICE).transpose(1, 2)
     k = torch.randn(2, 23, 2, 16, generator=g).to(TRITON_DEVICE).transpose(1, 2)
-    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=[(0, 4)], pooled=(2, 3), key_mass=True)
+    km = key_match_for(q, k)
+    req = StatsRequest(lse=True, argmax=True, entropy=True, spans=[(0, 4)], pooled=(2, 3), key_mass=True,
+                       key_match=km)
     check(attention_stats(q, k, requests=req, impl="triton"),
-          reference(q.cpu(), k.cpu(), spans=[(0, 4)], pooled=(2, 3)), 1e-5)
+          reference(q.cpu(), k.cpu(), spans=[(0, 4)], pooled=(2, 3), key_match=km), 1e-5)
 
 
 @pytest.mark.skipif(not HAVE_TRITON, reason="triton is not importable")
@@ -340,6 +397,13 @@ BAD = {
     "mask": ({}, dict(mask=torch.ones(2, 1, 19, 18, dtype=torch.bool))),
     "window": ({}, dict(sliding_window=0)),
     "chunk": ({}, dict(chunk_size=0)),
+    "lse_shape": ({}, dict(lse=torch.zeros(2, 6, 18))),
+    "match_pairs": ({}, dict(requests=StatsRequest(key_match=(torch.zeros(19, dtype=torch.long),)))),
+    "match_float": ({}, dict(requests=StatsRequest(key_match=((torch.zeros(19), torch.zeros(19)),)))),
+    "match_query_len": ({}, dict(requests=StatsRequest(key_match=((torch.zeros(18, dtype=torch.long),
+                                                                   torch.zeros(19, dtype=torch.long)),)))),
+    "match_key_batch": ({}, dict(requests=StatsRequest(key_match=((torch.zeros(19, dtype=torch.long),
+                                                                   torch.zeros(3, 19, dtype=torch.long)),)))),
 }
 
 
