@@ -25,8 +25,9 @@ Settings (scan): (a) the repeated-random-tokens protocol, [BOS] + r + r with r d
 uniformly from the vocabulary without special tokens, several lengths and seeds; (b) natural
 text, the bundled prompts. Head table: score = induction on repeated tokens, and
 score.<type> / score.text_<type> for every other type and setting (the atlas, interp.report,
-shows every "score." column as a measure of its own). The causal check ("causal" table): in-context loss on the repeated half with
-the top-k induction heads ablated, vs k random other heads (several draws).
+shows every "score." column as a measure of its own). The causal check ("causal" table):
+in-context loss on the repeated half with the top-k induction heads ablated, vs k random
+other heads (several draws).
 
     from interp import load_model
     from interp.analyses import heads
@@ -51,7 +52,7 @@ NAME = "heads"
 PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation")
 TYPES = ("previous_token", "duplicate_token", "induction", "first_token")
 # The key_match pairs asked of the kernels; "same" counts the query itself, "self" removes it.
-PAIRS = ("previous_token", "self", "same", "induction", "first_token")
+PAIRS = ("previous_token", "self", "same", "induction", "first_token", "after_first")
 LENGTHS = (64, 256)  # lengths of r: [BOS] + r + r has 2 * length + 1 tokens
 SEEDS = 4
 TEXT_LENGTH = 256  # natural prompts are cut to this many tokens
@@ -102,7 +103,8 @@ def key_match_pairs(ids: torch.Tensor) -> tuple:
         (ids, ids),  # same token, the query itself included
         (ids, after_copy),  # key j follows a copy of the query's token
         (torch.zeros_like(pos), pos),  # first token
-    )
+        (torch.zeros_like(pos), torch.where(pos >= 1, 0, -1)),  # every key but the first, summed directly:
+    )  # 1 - first_token loses the digits of what a sink head leaves for the other keys
 
 
 def has_earlier_copy(ids: torch.Tensor) -> torch.Tensor:
@@ -166,7 +168,9 @@ def detector_scores(model, ids: torch.Tensor, exclude_bos: bool = False, exclude
     sum over queries of the mass on the detection pattern / sum over queries of the attention
     kept, where exclude_bos drops key 0 and exclude_current_token the key i == query i from both
     (its duplicate pattern already leaves out the query itself). Computed from per-query
-    masses: A[i, 0] is the first-token pair, A[i, i] the "self" pair."""
+    masses: A[i, 0] is the first-token pair, A[i, i] the "self" pair, and the attention on keys
+    j >= 1 its own pair (not 1 - A[i, 0], which cancels to noise for heads that sink ~all of it:
+    with exclude_bos a sink head's score is a ratio of two small numbers)."""
     pairs = pair_masses(model, ids)
     masses = type_masses(pairs)
     B, N = ids.shape
@@ -179,13 +183,9 @@ def detector_scores(model, ids: torch.Tensor, exclude_bos: bool = False, exclude
     none = torch.zeros(B, N, dtype=torch.bool, device=ids.device)
     cells = {"previous_token": (previous_first, none), "duplicate_token": (duplicate_first, none),
              "induction": (none, induction_self)}
-    keep = torch.full_like(on_first, 1.0)
-    if exclude_bos:
-        keep = keep - on_first
-    if exclude_current_token:
-        keep = keep - on_self
-    if exclude_bos and exclude_current_token:  # A[0, 0] was taken out twice
-        keep[..., 0] += on_first[..., 0]
+    keep = pairs["after_first"] if exclude_bos else torch.ones_like(on_first)
+    if exclude_current_token:  # without key 0 the query 0 has nothing left to exclude
+        keep = keep - (on_self * (pos >= 1) if exclude_bos else on_self)
     scores = {}
     for name, (at_first, at_self) in cells.items():
         hit = masses[name]

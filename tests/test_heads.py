@@ -184,3 +184,43 @@ def test_bad_input_is_a_clear_error(planted):
         heads.scan(planted, prompts=["w1"], max_length=3)
     with pytest.raises(InterpError, match="causal_k"):
         heads.scan(planted, prompts=["w1 w2"], lengths=(5,), seeds=1, causal_k=7)
+
+
+# ---- the bundled model against TransformerLens --------------------------------------------------------
+
+
+@pytest.mark.bundled
+def test_bundled_scores_equal_transformerlens_head_detector():
+    """TransformerLens' detect_head on a TransformerBridge of the bundled model (natural text,
+    BOS prepended by its to_tokens) and its detection patterns on the bridge's cached patterns
+    ([BOS] + r + r) give our detector-convention scores to 1e-4, for all 270 heads."""
+    import interp
+    from transformer_lens import head_detector as hd
+    from transformer_lens.model_bridge import TransformerBridge
+
+    smol = interp.load_model()
+    path = smol.hf.config._name_or_path
+    eager = tf.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+    bridge = TransformerBridge.boot_transformers(path, hf_model=eager, tokenizer=smol.tokenizer, device="cpu")
+    names = {"previous_token": "previous_token_head", "duplicate_token": "duplicate_token_head", "induction": "induction_head"}
+
+    text = "The cat sat on the mat. The cat sat on the mat again, and then the dog sat on the cat."
+    tokens = bridge.to_tokens(text)
+    _, cache = bridge.run_with_cache(tokens, remove_batch_dim=True)
+    for exclude in (False, True):
+        ours = heads.detector_scores(smol, tokens, exclude_bos=exclude, exclude_current_token=exclude)
+        for name, tl_name in names.items():
+            theirs = hd.detect_head(bridge, text, tl_name, cache=cache, exclude_bos=exclude,
+                                    exclude_current_token=exclude, error_measure="mul")
+            assert (ours[name][0] - theirs).abs().max() <= 1e-4, (name, exclude)
+
+    ids = heads.repeated_tokens(smol, 40, [0])
+    _, cache = bridge.run_with_cache(ids, remove_batch_dim=True)
+    ours = heads.detector_scores(smol, ids)
+    for name in names:
+        detection = getattr(hd, f"get_{name}_head_detection_pattern")(ids.cpu())
+        theirs = torch.tensor([[hd.compute_head_attention_similarity_score(
+            cache["pattern", layer, "attn"][head], detection, exclude_bos=False, exclude_current_token=False,
+            error_measure="mul") for head in range(9)] for layer in range(30)])
+        assert (ours[name][0] - theirs).abs().max() <= 1e-4, name
+    assert theirs.max() > 0.3  # the bundled model has induction heads (about half the queries have targets)
