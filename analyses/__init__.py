@@ -27,6 +27,7 @@ from importlib import import_module
 ANALYSES = {
     "retrieval": "interp.analyses.retrieval",
     "sinks": "interp.analyses.sinks",
+    "heads": "interp.analyses.heads",
 }
 
 

@@ -3,6 +3,7 @@
     interp scan [--model M] [--analyses retrieval,sinks] [--out DIR]   score every head, resumable
     interp ablate --heads 12.3,14.0 --mode zero --prompt "..."          generation with/without heads
     interp explore DIR                                                   the Streamlit head explorer
+    interp report DIR                                                    one HTML page + PNGs of every analysis
 
 Bad input ends in one red line on stderr ("error: ...") that says what to do, and a non-zero
 exit code; InterpError is caught in one place (InterpGroup.invoke). The ablation helpers
@@ -336,6 +337,27 @@ def explore(
     except KeyboardInterrupt:  # Ctrl-C stops streamlit too; that is the normal way to quit
         code = 0
     raise typer.Exit(code)
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="a results directory written by interp scan"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write [default: DIR/report]"),
+    top: Optional[int] = typer.Option(None, min=1, help="top k heads per measure for the overlaps [default: 10]"),
+):
+    """One self-contained HTML page (offline) and one PNG per analysis: heat maps, top heads,
+    the atlas of every head, top-k overlaps and rank correlations of every pair of analyses."""
+    from interp.report import write_report
+
+    written = write_report(directory, out_dir, top)
+    for message in written.messages:
+        print_error(message)
+    out.print(f"report: {written.html}", soft_wrap=True)
+    for path in written.pngs:
+        out.print(f"png: {path}", soft_wrap=True)
 
 
 if __name__ == "__main__":
