@@ -344,6 +344,18 @@ def _head_rows(d: Divergence, layout) -> pd.DataFrame:
     })
 
 
+def _sample_rows(d: Divergence, keys: list[str], layout) -> pd.DataFrame:
+    """One row per (sample, layer, head): the explorer shows a head's spread over samples."""
+    n = layout.n_layers * layout.n_heads
+    layer, head = torch.meshgrid(torch.arange(layout.n_layers), torch.arange(layout.n_heads), indexing="ij")
+    return pd.DataFrame({
+        "sample": [k for k in keys for _ in range(n)],
+        "layer": layer.flatten().repeat(len(keys)).numpy(), "head": head.flatten().repeat(len(keys)).numpy(),
+        "score": d.l2.flatten().numpy(), "filtered": d.filtered.flatten().numpy(),
+        "cosine": d.cosine.flatten().numpy(), "ratio": d.ratio.flatten().numpy(),
+    })
+
+
 def _run(model, name: str, samples: list[tuple[str, callable]], results) -> Divergence:
     """Divergence of every sample, BATCH pairs per forward, resumable per batch."""
     done = results.load_progress(name) if results is not None else {}
@@ -382,7 +394,8 @@ def scan_context(model, *, samples=None, max_length=None, seed=0, results=None, 
             raise InterpError(f"every prompt is longer than --max-length {max_length}")
     d = _run(model, "context", todo, results)
     summary = pd.DataFrame({"metric": ["samples"], "value": [float(len(todo))], "detail": ["counterfactual-context prompts"]})
-    return {"heads": _head_rows(d, model.layout), "summary": summary}
+    return {"heads": _head_rows(d, model.layout), "samples": _sample_rows(d, [k for k, _ in todo], model.layout),
+            "summary": summary}
 
 
 def has_vision(model) -> bool:
@@ -430,7 +443,8 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
         if gen.new_ids.shape[1]:
             tokens.append(t_vhd(model, inputs, gen.new_ids, k=k).assign(sample=key))
     summary = pd.DataFrame({"metric": ["samples"], "value": [float(len(todo))], "detail": ["images"]})
-    out = {"heads": _head_rows(d, model.layout), "summary": summary}
+    out = {"heads": _head_rows(d, model.layout), "samples": _sample_rows(d, [k for k, _ in todo], model.layout),
+           "summary": summary}
     if tokens:
         out["tokens"] = pd.concat(tokens, ignore_index=True)
     return out

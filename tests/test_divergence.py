@@ -213,3 +213,35 @@ def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     assert len(heads) == 270 and set(heads.columns) >= {"layer", "head", "score", "filtered", "cosine", "ratio"}
     assert (heads["score"] >= 0).all() and heads["score"].max() > 0
     assert len(dv.load_counterfactual()) >= 150
+
+
+def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tmp_path, monkeypatch):
+    from interp.results import ResultsDir
+    from tests.test_app import app_on, charts
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    photo().save(folder / "china.png")
+    photo().rotate(90).save(folder / "turned.jpg")
+    (folder / "prompts.txt").write_text("w0 <image> w5 w6\nw1 w2 <image> w7\n")
+    tables = dv.scan_vhd(llava, images=folder, max_new_tokens=3)
+    heads = tables["heads"]
+    assert len(heads) == 3 * 4 and set(tables["samples"]["sample"]) == {"image:china.png", "image:turned.jpg"}
+    best = heads[heads["layer"] == VISION_HEAD[0]].sort_values("score").iloc[-1]
+    assert (int(best["layer"]), int(best["head"])) == VISION_HEAD
+    surge = heads[(heads["layer"] == SURGE_HEAD[0]) & (heads["head"] == SURGE_HEAD[1])].iloc[0]
+    assert surge["filtered"] == 0 and surge["outlier_rate"] == 1
+    assert len(tables["tokens"]) == 6 and (tables["tokens"]["t_vhd"] > 0).all()
+    with pytest.raises(InterpError, match="one line per image"):
+        (folder / "prompts.txt").write_text("w0 <image>\n")
+        dv.scan_vhd(llava, images=folder)
+
+    results = ResultsDir(tmp_path / "results")
+    results.set_model("tiny-llava-planted", None, llava.layout.as_dict())
+    results.start_analysis("vhd")
+    results.write_tables("vhd", tables)
+    results.finish_analysis("vhd")
+    at = app_on(results.path, monkeypatch)
+    heatmap = next(c for c in charts(at) if c["data"][0]["type"] == "heatmap")
+    assert heatmap["layout"]["xaxis"]["range"] == [-0.5, 2.5]
+    assert any("over 2 rows of vhd.samples" in c["layout"].get("title", {}).get("text", "") for c in charts(at))
