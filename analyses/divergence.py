@@ -262,7 +262,7 @@ def reinforce_pairs(model, items: list[tuple[dict, object]], layers: list[int] |
     rule = _LayerByLayer(len(items), (L.n_layers, L.n_heads), alpha, filtered, pick, fixed)
     batch = pair_batch(model, items)
     with model.intervene(LayerEdit(layers=layers, edit=rule)):
-        logits = model.hf(**batch).logits[: len(items), -1].float()
+        logits = model.hf(**batch, logits_to_keep=1).logits[: len(items), -1].float()
     return Reinforcement(rule.chosen, rule.scores, logits, alpha)
 
 

@@ -56,11 +56,11 @@ def last_logits(model, inputs: list[dict], edit: LayerEdit | None = None) -> tor
     for start in range(0, len(inputs), BATCH):
         batch = dv.pad_batch(model, inputs[start : start + BATCH])
         if edit is None:
-            out.append(model.hf(**batch).logits[:, -1].float())
+            out.append(model.hf(**batch, logits_to_keep=1).logits[:, -1].float())
         else:
             edit.rows_from = start
             with model.intervene(edit):
-                out.append(model.hf(**batch).logits[:, -1].float())
+                out.append(model.hf(**batch, logits_to_keep=1).logits[:, -1].float())
     return torch.cat(out)
 
 
