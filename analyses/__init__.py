@@ -28,7 +28,15 @@ ANALYSES = {
     "retrieval": "interp.analyses.retrieval",
     "sinks": "interp.analyses.sinks",
     "heads": "interp.analyses.heads",
+    "context": "interp.analyses.divergence:CONTEXT",  # context divergence (text), on request only
+    "vhd": "interp.analyses.divergence:VHD",  # vision-aware head divergence (VLMs + images), on request only
 }
+NOT_DEFAULT = {"context", "vhd"}  # left out of `interp scan` without --analyses
+
+
+def default_names() -> list[str]:
+    """The analyses `interp scan` runs when none are named."""
+    return [name for name in ANALYSES if name not in NOT_DEFAULT]
 
 
 def get(name: str):
@@ -36,4 +44,6 @@ def get(name: str):
 
     if name not in ANALYSES:
         raise InterpError(f"unknown analysis '{name}': choose from {', '.join(ANALYSES)}")
-    return import_module(ANALYSES[name])
+    module, _, attribute = ANALYSES[name].partition(":")  # "module:OBJECT" names one of several in a module
+    found = import_module(module)
+    return getattr(found, attribute) if attribute else found

@@ -20,6 +20,7 @@ _EXPORTS = {
     "ScaleAttention": "interp.interventions",
     "Redistribute": "interp.interventions",
     "move_attention": "interp.interventions",
+    "LayerEdit": "interp.interventions",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

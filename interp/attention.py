@@ -121,6 +121,9 @@ class HeadRuntime:
         if edits:
             heads_z = heads_z.clone()
             for iv in edits:
+                if hasattr(iv, "edit_layer"):  # a LayerEdit: the whole layer at once
+                    heads_z = iv.edit_layer(heads_z, layer, q_offset)
+                    continue
                 where = query_mask(iv.rows, iv.positions, batch, n_query, q_offset, z.device)
                 for head in iv.heads_in(layer):
                     old = heads_z[:, :, head]

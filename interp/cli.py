@@ -106,8 +106,8 @@ def no_transformers_progress_bars():
 
 
 def analysis_modules(names: str | None) -> dict:
-    """name -> module for --analyses (default: every registered analysis)."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(registry.ANALYSES)
+    """name -> module for --analyses (default: the registered analyses not marked on-request-only)."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else registry.default_names()
     if not wanted:
         raise InterpError(f"--analyses is empty: choose from {', '.join(registry.ANALYSES)}")
     modules = {}
@@ -190,6 +190,7 @@ def scan(
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
+    images: Optional[Path] = typer.Option(None, help="image folder for --analyses vhd (jpg/png; optional prompts.txt)"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
@@ -206,7 +207,7 @@ def scan(
     loaded = load(model, device, dtype, device_map=device_map, max_memory=parse_max_memory(max_memory))
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
-    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
+    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype, images=str(images) if images else None)
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():
@@ -218,7 +219,8 @@ def scan(
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 started = time.perf_counter()
-                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results)
+                folder = {"images": given["images"]} if getattr(module, "TAKES_IMAGE_FOLDER", False) else {}
+                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results, **folder)
                 results.write_tables(name, tables)
                 results.finish_analysis(name, seconds=time.perf_counter() - started)
             except KeyboardInterrupt:

@@ -134,6 +134,27 @@ class ScaleHead(Intervention):
         return z * self.factor
 
 
+@dataclass(eq=False)
+class LayerEdit(Intervention):
+    """Edit all head outputs of whole layers at once, by a rule that reads them first:
+    edit(layer, z [batch, n_query, heads, d_head], q_offset) -> new z. For methods that
+    decide during the forward pass which heads to change (VHR picks a layer's heads from
+    that layer's own z, scales them, and only then does the next layer run), so a single
+    forward both selects and applies. `heads` is ignored; `layers` says where it acts."""
+
+    heads: HeadsLike = ()
+    layers: Sequence[int] = ()
+    edit: Callable[[int, torch.Tensor, int], torch.Tensor] | None = None
+
+    def __post_init__(self):
+        if self.edit is None or not list(self.layers):
+            raise InterpError("LayerEdit needs layers=[...] and edit=function(layer, z, q_offset)")
+        self.heads = tuple((int(layer), 0) for layer in self.layers)  # head 0 only marks the layer as touched
+
+    def edit_layer(self, z: torch.Tensor, layer: int, q_offset: int) -> torch.Tensor:
+        return self.edit(layer, z, q_offset)
+
+
 # ---- query -------------------------------------------------------------------------
 
 
