@@ -14,7 +14,9 @@ from importlib import import_module
 ANALYSES = {
     "retrieval": "interp.analyses.retrieval",
     "sinks": "interp.analyses.sinks",
+    "circuits": "interp.analyses.circuits",
 }
+DEFAULT_SCAN = [name for name in ANALYSES if name != "circuits"]  # circuits run on request: --analyses circuits
 
 
 def get(name: str):
