@@ -16,7 +16,12 @@ ANALYSES = {
     "sinks": "interp.analyses.sinks",
     "circuits": "interp.analyses.circuits",
 }
-DEFAULT_SCAN = [name for name in ANALYSES if name != "circuits"]  # circuits run on request: --analyses circuits
+ON_REQUEST = {"circuits"}  # slow, task-driven analyses: run by `--analyses circuits`, not by a plain scan
+
+
+def default_scan() -> list[str]:
+    """The analyses a scan without --analyses runs."""
+    return [name for name in ANALYSES if name not in ON_REQUEST]
 
 
 def get(name: str):

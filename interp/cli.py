@@ -133,8 +133,8 @@ def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
 
 
 def analysis_modules(names: str | None) -> dict:
-    """name -> module for --analyses (default: every registered analysis)."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(registry.ANALYSES)
+    """name -> module for --analyses (default: every registered analysis but the on-request ones)."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else registry.default_scan()
     if not wanted:
         raise InterpError(f"--analyses is empty: choose from {', '.join(registry.ANALYSES)}")
     modules = {}
@@ -191,7 +191,7 @@ def top_heads_table(results: ResultsDir, names: list[str], top: int) -> Table | 
 @app.command()
 def scan(
     model: Optional[str] = typer.Option(None, help=f"HF id, local directory or .gguf file [default: bundled {BUNDLED_NAME}]"),
-    analyses: Optional[str] = typer.Option(None, help="comma-separated analyses [default: all registered]"),
+    analyses: Optional[str] = typer.Option(None, help="comma-separated analyses [default: all registered but circuits]"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results directory [default: results/<model-name>]"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... [default: cpu]"),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
@@ -199,6 +199,7 @@ def scan(
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
+    tasks: Optional[str] = typer.Option(None, help="circuits: tasks to compare, e.g. ioi,colored_objects,induction or .jsonl/.csv task files"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
@@ -214,6 +215,11 @@ def scan(
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
     given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
+    # --tasks: passed only to the analyses that take tasks (circuits)
+    task_option = {"tasks": tasks} if tasks else {}
+    if tasks and not any("tasks" in getattr(m, "PARAMS", ()) for m in modules.values()):
+        raise InterpError("--tasks is for --analyses circuits; add circuits to --analyses")
+    given.update(task_option)
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():
@@ -225,7 +231,8 @@ def scan(
             resumed = len(results.load_progress(name))
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
-                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
+                extra = task_option if "tasks" in getattr(module, "PARAMS", ()) else {}
+                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results, **extra)
                 results.write_tables(name, tables)
                 results.finish_analysis(name)
             except KeyboardInterrupt:

@@ -215,3 +215,26 @@ def test_scan_writes_valid_tables_and_resumes(tmp_path):
     assert again["ioi"].equals(tables["ioi"])
     with pytest.raises(InterpError, match="unknown ablation"):
         circuits.scan(model, tasks="ioi", ablation="zero")
+
+
+def test_cli_scan_writes_a_head_table_per_task_and_the_overlap(tmp_path):
+    from typer.testing import CliRunner
+
+    import interp.analyses
+    from interp import cli
+
+    model = tiny(only=S, dtype=torch.float32)
+    model.hf.save_pretrained(tmp_path / "model")
+    TOKENIZER.save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    args = ["scan", "--model", tmp_path / "model", "--analyses", "circuits", "--tasks", "ioi,colored_objects",
+            "--samples", 4, "--out", out]
+    result = CliRunner().invoke(cli.app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    results = ResultsDir(out)
+    assert {("circuits", None), ("circuits", "ioi"), ("circuits", "colored_objects"), ("circuits", "overlap")} <= set(results.tables())
+    assert results.manifest["analyses"]["circuits"]["params"]["tasks"] == "ioi,colored_objects"
+    assert "circuits" not in interp.analyses.default_scan() and "circuits" in interp.analyses.ANALYSES
+    wrong = CliRunner().invoke(cli.app, [str(a) for a in ["scan", "--model", tmp_path / "model", "--analyses", "sinks",
+                                                          "--tasks", "ioi", "--out", tmp_path / "x"]])
+    assert wrong.exit_code == 2 and "--tasks is for --analyses circuits" in wrong.output
