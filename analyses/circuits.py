@@ -368,19 +368,20 @@ class Circuit:
 
 
 def k_grid(n: int) -> list[int]:
-    """Circuit sizes tried first: every k up to 10, then a geometric-ish grid up to n."""
-    ks = set(range(min(n, 10) + 1)) | {n}
-    k = 10
+    """Circuit sizes tried first: 0-5, then steps of x1.5 up to n."""
+    ks = set(range(min(n, 5) + 1)) | {n}
+    k = 5
     while k < n:
-        k = int(math.ceil(k * 1.4))
+        k = int(math.ceil(k * 1.5))
         ks.add(min(k, n))
     return sorted(ks)
 
 
 def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: float = 0.8, ablation: str = "patch",
                  ks: list[int] | None = None) -> Circuit:
-    """The smallest top-k by |importance| with f >= target: f on a grid of k, then every k
-    between the last grid point below the target and the first at or above it."""
+    """The smallest top-k by |importance| with f >= target: f on a grid of k, then bisection
+    between the last grid point below the target and the first at or above it (so a curve
+    that dips between grid points can hide a smaller k: the flags say when it is not monotone)."""
     if not 0 < target <= 1:
         raise InterpError(f"target faithfulness must be in (0, 1], got {target}")
     order = importance.reindex(importance["score"].abs().sort_values(ascending=False, kind="stable").index)
@@ -392,11 +393,11 @@ def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: fl
     f = lambda k: (m[k] - m_empty) / (m_full - m_empty)
     first = next((k for k in ks if f(k) >= target), None)
     if first is not None:
-        below = max([k for k in ks if k < first], default=0)
-        between = list(range(below + 1, first))
-        if between:
-            m.update(zip(between, set_metrics(model, prepared, [ranking[:k] for k in between], ablation)))
-            first = next(k for k in sorted(m) if f(k) >= target)
+        low = max([k for k in ks if k < first], default=0)
+        while first - low > 1:
+            mid = (low + first) // 2
+            m[mid] = set_metrics(model, prepared, [ranking[:mid]], ablation)[0]
+            low, first = (mid, first) if f(mid) < target else (low, mid)
     curve = pd.DataFrame({"k": sorted(m), "m": [m[k] for k in sorted(m)]})
     curve["f"] = (curve["m"] - m_empty) / (m_full - m_empty)
     x = curve["k"] / n
