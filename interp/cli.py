@@ -207,6 +207,10 @@ def scan(
     analyses are skipped and saved samples are not redone when the command runs again.
     """
     modules = analysis_modules(analyses)
+    # --tasks: passed only to the analyses that take tasks (circuits)
+    task_option = {"tasks": tasks} if tasks else {}
+    if tasks and not any("tasks" in getattr(m, "PARAMS", ()) for m in modules.values()):
+        raise InterpError("--tasks is for --analyses circuits; add circuits to --analyses")
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
@@ -214,12 +218,7 @@ def scan(
     loaded = load(model, device, dtype)
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
-    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
-    # --tasks: passed only to the analyses that take tasks (circuits)
-    task_option = {"tasks": tasks} if tasks else {}
-    if tasks and not any("tasks" in getattr(m, "PARAMS", ()) for m in modules.values()):
-        raise InterpError("--tasks is for --analyses circuits; add circuits to --analyses")
-    given.update(task_option)
+    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype, **task_option)
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():

@@ -238,3 +238,13 @@ def test_cli_scan_writes_a_head_table_per_task_and_the_overlap(tmp_path):
     wrong = CliRunner().invoke(cli.app, [str(a) for a in ["scan", "--model", tmp_path / "model", "--analyses", "sinks",
                                                           "--tasks", "ioi", "--out", tmp_path / "x"]])
     assert wrong.exit_code == 2 and "--tasks is for --analyses circuits" in wrong.output
+
+
+@pytest.mark.bundled
+def test_bundled_model_solves_ioi_and_the_corruption_removes_it():
+    import interp
+
+    model = interp.load_model()
+    prepared = circuits.prepare(model, tasks.ioi(model.tokenizer, n=16, seed=0))
+    assert prepared.m_clean > 1.0 and abs(prepared.m_corrupt) < prepared.m_clean / 2
+    assert all(len(tasks.colored_objects(model.tokenizer, n=4, form=f).batches(model.tokenizer)) for f in tasks.COLORED_FORMS)
