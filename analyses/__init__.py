@@ -28,15 +28,19 @@ ANALYSES = {
     "retrieval": "interp.analyses.retrieval",
     "sinks": "interp.analyses.sinks",
     "heads": "interp.analyses.heads",
-    "context": "interp.analyses.divergence:CONTEXT",  # context divergence (text), on request only
-    "vhd": "interp.analyses.divergence:VHD",  # vision-aware head divergence (VLMs + images), on request only
+    "context": "interp.analyses.divergence:CONTEXT",  # context divergence (text)
+    "vhd": "interp.analyses.divergence:VHD",  # vision-aware head divergence (VLMs + images)
+    "circuits": "interp.analyses.circuits",
+    "safety": "interp.analyses.safety",
 }
-NOT_DEFAULT = {"context", "vhd"}  # left out of `interp scan` without --analyses
+# Run only when named (--analyses NAME): they need inputs of their own (images, tasks, a model
+# that refuses) or take longer than a first look should.
+ON_REQUEST = {"context", "vhd", "circuits", "safety"}
 
 
 def default_names() -> list[str]:
     """The analyses `interp scan` runs when none are named."""
-    return [name for name in ANALYSES if name not in NOT_DEFAULT]
+    return [name for name in ANALYSES if name not in ON_REQUEST]
 
 
 def get(name: str):

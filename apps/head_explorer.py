@@ -346,6 +346,41 @@ def compare_panel(tables: dict[str, pd.DataFrame]) -> None:
     st.plotly_chart(fig, key="compare_scatter")
 
 
+# ---- circuits (analyses.circuits) ----------------------------------------------------------------
+
+
+def circuit_tables(per_sample: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
+    """(task -> head table with an in_circuit column, the overlap table) from any analysis."""
+    found, overlap = {}, None
+    for tables in per_sample.values():
+        for name, df in tables.items():
+            if {"layer", "head", "score", "in_circuit"} <= set(df.columns):
+                found[name] = df
+            elif name == "overlap" and "iou" in df.columns:
+                overlap = df
+    return found, overlap
+
+
+def circuits_panel(found: dict[str, pd.DataFrame], overlap: pd.DataFrame | None, n_layers: int, n_heads: int,
+                   selected: tuple[int, int]) -> None:
+    """A task's importance heat map with its circuit heads outlined, and the overlap of circuits."""
+    task = st.radio("Task", list(found), horizontal=True, key="circuit_task")
+    df = found[task]
+    circuit = df[df["in_circuit"].astype(bool)]
+    fig = heatmap_figure(df, n_layers, n_heads, selected)
+    for row in circuit.itertuples():
+        fig.add_shape(type="rect", x0=row.layer - 0.45, x1=row.layer + 0.45, y0=row.head - 0.45, y1=row.head + 0.45,
+                      line=dict(color="white", width=2, dash="dot"), name="circuit")
+    fig.update_layout(title=f"{task}: importance, circuit of {len(circuit)} heads outlined (white)")
+    chart_key = "heatmap_circuit"
+    st.plotly_chart(fig, key=chart_key, on_select=partial(pick_from_heatmap, chart_key), selection_mode="points")
+    st.dataframe(circuit.sort_values("rank") if "rank" in circuit else circuit, hide_index=True, key="circuit_heads")
+    if overlap is not None and len(overlap):
+        st.markdown("**Overlap of the circuits** (iou = |A & B| / |A u B|, containment_a = |A & B| / |A|, "
+                    "chance_iou for random sets of the same sizes, p_value hypergeometric)")
+        st.dataframe(overlap, hide_index=True, key="circuit_overlap")
+
+
 # ---- page ----------------------------------------------------------------------------------------
 
 
@@ -363,7 +398,8 @@ def main() -> None:
     best = ranked(next(iter(tables.values()))).iloc[0]  # NaN scores sort last
     layer, head = head_picker(n_layers, n_heads, best)
 
-    heads_tab, compare_tab, ablate_tab = st.tabs(["Heads", "Compare", "Ablate"])
+    found, overlap = circuit_tables(per_sample)
+    heads_tab, compare_tab, ablate_tab, *circuits_tab = st.tabs(["Heads", "Compare", "Ablate"] + (["Circuits"] if found else []))
     with heads_tab:
         name = st.radio("Analysis", list(tables), horizontal=True, key="analysis")
         analysis_panel(name, tables[name], n_layers, n_heads, (layer, head))
@@ -375,6 +411,9 @@ def main() -> None:
         compare_panel(tables)
     with ablate_tab:
         ablation_panel(layer, head, n_layers, n_heads, manifest)
+    if found:
+        with circuits_tab[0]:
+            circuits_panel(found, overlap, n_layers, n_heads, (layer, head))
 
 
 main()

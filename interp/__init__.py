@@ -15,6 +15,7 @@ _EXPORTS = {
     "parse_heads": "interp.interventions",
     "ZeroAblation": "interp.interventions",
     "MeanAblation": "interp.interventions",
+    "PatchHead": "interp.interventions",
     "ScaleHead": "interp.interventions",
     "UniformAttention": "interp.interventions",
     "ScaleAttention": "interp.interventions",

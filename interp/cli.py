@@ -126,6 +126,18 @@ def run_params(module, given: dict) -> dict:
     return {**{n: given[n] for n in names if n in given}, "dtype": given["dtype"]}
 
 
+def analysis_options(modules: dict, **options) -> dict[str, dict]:
+    """name -> the options of its own (--images, --tasks, --harmful ...) that an analysis takes:
+    those its PARAMS name, when given. An option no chosen analysis takes is a mistake."""
+    given = {k: str(v) for k, v in options.items() if v is not None}
+    taken = {name: {k: v for k, v in given.items() if k in getattr(module, "PARAMS", ())} for name, module in modules.items()}
+    for option in given:
+        if not any(option in t for t in taken.values()):
+            takers = [n for n in registry.ANALYSES if option in getattr(registry.get(n), "PARAMS", ())]
+            raise InterpError(f"--{option} is for --analyses {','.join(takers) or '?'}; add it to --analyses")
+    return taken
+
+
 @contextmanager
 def sigterm_as_interrupt():
     """A `kill` ends the scan like Ctrl-C, so the manifest says 'failed' rather than 'running'."""
@@ -180,7 +192,7 @@ def timing_table(results: ResultsDir, names: list[str]) -> Table:
 @app.command()
 def scan(
     model: Optional[str] = typer.Option(None, help=f"HF id, local directory or .gguf file [default: bundled {BUNDLED_NAME}]"),
-    analyses: Optional[str] = typer.Option(None, help="comma-separated analyses [default: all registered]"),
+    analyses: Optional[str] = typer.Option(None, help="comma-separated analyses [default: all registered but circuits]"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results directory [default: results/<model-name>]"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... [default: cpu]"),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
@@ -191,6 +203,7 @@ def scan(
     seed: int = typer.Option(0, help="random seed for probe sampling"),
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
     images: Optional[Path] = typer.Option(None, help="image folder for --analyses vhd (jpg/png; optional prompts.txt)"),
+    tasks: Optional[str] = typer.Option(None, help="circuits: tasks to compare, e.g. ioi,colored_objects,induction or .jsonl/.csv task files"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
@@ -200,6 +213,7 @@ def scan(
     modules = analysis_modules(analyses)
     device = distributed.init(device)  # under torchrun & co: join the ranks (interp.distributed)
     out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
+    options = analysis_options(modules, images=images, tasks=tasks)  # only for the analyses that take them
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")
@@ -207,11 +221,11 @@ def scan(
     loaded = load(model, device, dtype, device_map=device_map, max_memory=parse_max_memory(max_memory))
     results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
 
-    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype, images=str(images) if images else None)
+    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():
-            params = run_params(module, given)
+            params = run_params(module, {**given, **options.get(name, {})})
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
@@ -219,8 +233,9 @@ def scan(
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 started = time.perf_counter()
-                folder = {"images": given["images"]} if getattr(module, "TAKES_IMAGE_FOLDER", False) else {}
-                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed, results=results, **folder)
+                extra = options.get(name, {})
+                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed,
+                                              results=results, **extra)
                 results.write_tables(name, tables)
                 results.finish_analysis(name, seconds=time.perf_counter() - started)
             except KeyboardInterrupt:

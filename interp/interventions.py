@@ -155,6 +155,48 @@ class LayerEdit(Intervention):
         return self.edit(layer, z, q_offset)
 
 
+@dataclass(eq=False)
+class PatchHead(Intervention):
+    """z is replaced by values from another run (activation patching), per row and position.
+
+    values: [n_sources, layers, heads, n_query, d_head], e.g. `cap.z` of
+        `model.capture(z=True)` on the corrupted prompts; n_query is the number of query
+        positions of the forward it is used in (1 broadcasts over them). Means over a
+        task's prompts ([1, ...]) give mean ablation per position.
+    source: [batch] the values row each batch row reads (default: row i reads row i, or
+        row 0 when there is one source).
+    mask: [batch, layers, heads] bool, the heads each row patches (default: every listed
+        head in every row). With one head per row, one forward patches a different head
+        in every row; `heads` must then list every head the mask names.
+    """
+
+    values: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.values is None or self.values.dim() != 5:
+            raise InterpError("PatchHead needs values [sources, layers, heads, positions, head_dim], e.g. cap.z of another run")
+        if self.mask is not None:
+            named = {tuple(h) for h in self.mask.any(0).nonzero().tolist()}
+            if not named <= set(self.heads):
+                raise InterpError("PatchHead: the mask patches heads that `heads` does not list")
+
+    def new_z(self, z: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+        values = self.values[:, layer, head]  # [sources, positions, d_head]
+        if values.shape[1] not in (1, z.shape[1]):
+            raise InterpError(f"PatchHead values cover {values.shape[1]} positions but this forward has {z.shape[1]} queries")
+        if self.source is not None:
+            values = values[self.source.to(values.device)]
+        elif values.shape[0] not in (1, z.shape[0]):
+            raise InterpError(f"PatchHead values have {values.shape[0]} rows for a batch of {z.shape[0]}: pass source=")
+        new = values.to(z).expand_as(z)
+        if self.mask is None:
+            return new
+        return torch.where(self.mask[:, layer, head].to(z.device)[:, None, None], new, z)
+
+
 # ---- query -------------------------------------------------------------------------
 
 
