@@ -14,7 +14,10 @@ from importlib import import_module
 ANALYSES = {
     "retrieval": "interp.analyses.retrieval",
     "sinks": "interp.analyses.sinks",
+    "safety": "interp.analyses.safety",
 }
+# Run only when named (--analyses safety): it needs a model that refuses (see interp.organisms).
+ON_REQUEST = {"safety"}
 
 
 def get(name: str):

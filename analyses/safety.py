@@ -49,7 +49,7 @@ ABLATIONS = ("uniform", "scale", "mean")
 REFUSAL_STARTS = ("I", "Sorry", "As", "Unfortunately", "My")  # first words of refusals (judge's phrases)
 
 
-def scan(model, *, samples=8, max_length=None, seed=0, results=None, harmful=None, harmless=None,
+def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=None, harmless=None,
          ablations=("uniform", "scale", "mean"), eps=1e-5, group_size=3, candidates=10, rank=1, random_draws=5,
          asr_samples=32, max_new_tokens=32, penalty=1.0, max_nll=5.0, min_refusal=0.5, direction_layer=None,
          judge=None, refusal_tokens=REFUSAL_STARTS, batch_rows=90) -> dict[str, pd.DataFrame]:
@@ -57,7 +57,7 @@ def scan(model, *, samples=8, max_length=None, seed=0, results=None, harmful=Non
 
     harmful / harmless: request lists, files for interp.safety_data.load_requests or names
     (advbench, harmbench, harmless); None = held-out AdvBench / held-out project requests.
-    samples: requests per set for per-head Ships; asr_samples: requests per set for ASR.
+    samples: requests per set for per-head Ships (default 8); asr_samples: requests per set for ASR.
     The first ablation in `ablations` is the score; the others are reported beside it.
     judge: a function text -> bool (refused) / label / Verdict (default interp.safety_data.judge);
     refusal_tokens: words whose first tokens count as refusal tokens for the log-odds.
@@ -73,6 +73,7 @@ def scan(model, *, samples=8, max_length=None, seed=0, results=None, harmful=Non
     if random_draws < 1:
         raise InterpError(f"random_draws must be at least 1, got {random_draws}")
     judge = judge or safety_data.judge
+    samples = 8 if samples is None else samples
     harmful_all = safety_data.load_requests(harmful) if harmful is not None else safety_data.split_advbench()[1]
     harmless_all = safety_data.load_requests(harmless) if harmless is not None else safety_data.split_harmless()[1]
     rng = random.Random(seed)

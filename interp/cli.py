@@ -134,7 +134,8 @@ def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
 
 def analysis_modules(names: str | None) -> dict:
     """name -> module for --analyses (default: every registered analysis)."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(registry.ANALYSES)
+    default = [n for n in registry.ANALYSES if n not in getattr(registry, "ON_REQUEST", ())]
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else default
     if not wanted:
         raise InterpError(f"--analyses is empty: choose from {', '.join(registry.ANALYSES)}")
     modules = {}
@@ -151,6 +152,12 @@ def run_params(module, given: dict) -> dict:
     in PARAMS, plus dtype (results in another precision are different results)."""
     names = getattr(module, "PARAMS", ("samples", "max_length", "seed"))
     return {**{n: given[n] for n in names if n in given}, "dtype": given["dtype"]}
+
+
+def analysis_options(name: str, **options) -> dict:
+    """Options only some analyses take (safety: --harmful/--harmless), passed on when given."""
+    takes = {"safety": ("harmful", "harmless")}.get(name, ())
+    return {k: str(v) for k, v in options.items() if k in takes and v is not None}
 
 
 @contextmanager
@@ -199,6 +206,8 @@ def scan(
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
+    harmful: Optional[Path] = typer.Option(None, help="safety: harmful requests, one a line or a 'prompt' column [default: held-out AdvBench]"),
+    harmless: Optional[Path] = typer.Option(None, help="safety: harmless requests [default: the project's held-out set]"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
@@ -217,7 +226,8 @@ def scan(
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():
-            params = run_params(module, given)
+            extra = analysis_options(name, harmful=harmful, harmless=harmless)
+            params = run_params(module, {**given, **extra})
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
@@ -225,7 +235,7 @@ def scan(
             resumed = len(results.load_progress(name))
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
-                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results)
+                tables = module.scan(loaded, samples=samples, max_length=max_length, seed=seed, results=results, **extra)
                 results.write_tables(name, tables)
                 results.finish_analysis(name)
             except KeyboardInterrupt:

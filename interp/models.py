@@ -178,6 +178,11 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     _check_device(device)
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
+    if isinstance(source, str) and source in _organism_names():  # "refusal", "heads-refusal": built on first use
+        from interp.organisms import RECIPES, load_organism
+
+        model = load_organism(RECIPES[source])
+        return model if device is None else load_model(model, device=device)
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME)
     elif isinstance(source, InterpModel):
@@ -195,6 +200,12 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     if device is not None:
         model.hf.to(device)
     return model
+
+
+def _organism_names() -> tuple[str, ...]:
+    from interp.organisms import RECIPES
+
+    return tuple(RECIPES)
 
 
 def _check_device(device: str | None) -> None:

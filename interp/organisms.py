@@ -99,6 +99,7 @@ def load_organism(recipe: Recipe, rebuild: bool = False):
     path = build(recipe, rebuild)
     model = _load_pretrained(str(path), torch.float32)
     model.source = recipe.name  # what results record; load_model(recipe.name) reloads it
+    model.file_hash = path.name.rsplit("-", 1)[-1]  # the recipe hash: another recipe is another model
     return model
 
 

@@ -256,3 +256,26 @@ def test_head_restricted_training_moves_only_the_chosen_rows():
             assert len(changed) and changed[:, 1].min() >= 2 * hd and changed[:, 1].max() < 3 * hd
         else:
             assert not len(changed), name
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_safety_only_when_named_and_says_when_the_model_does_not_refuse(planted, tmp_path):
+    from typer.testing import CliRunner
+
+    import interp.cli
+
+    assert "safety" not in interp.cli.analysis_modules(None)
+    assert interp.cli.analysis_options("safety", harmful=tmp_path / "h.txt", harmless=None) == {"harmful": str(tmp_path / "h.txt")}
+    assert interp.cli.analysis_options("sinks", harmful=tmp_path / "h.txt") == {}
+    planted.hf.save_pretrained(tmp_path / "model")
+    planted.tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "harmful.txt").write_text("\n".join(HARMFUL))
+    (tmp_path / "harmless.txt").write_text("\n".join(HARMLESS))
+    result = CliRunner().invoke(interp.cli.app, [
+        "scan", "--model", str(tmp_path / "model"), "--analyses", "safety", "--samples", "1", "--out", str(tmp_path / "out"),
+        "--harmful", str(tmp_path / "harmful.txt"), "--harmless", str(tmp_path / "harmless.txt")])
+    assert result.exit_code != 0
+    message = " ".join(result.output.split())
+    assert "refuses only 0% of 5 harmful requests" in message and "--model refusal" in message
