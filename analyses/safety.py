@@ -52,7 +52,7 @@ REFUSAL_STARTS = ("I", "Sorry", "As", "Unfortunately", "My")  # first words of r
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=None, harmless=None,
          ablations=("uniform", "scale", "mean"), eps=1e-5, group_size=3, candidates=10, rank=1, random_draws=5,
          asr_samples=32, max_new_tokens=32, penalty=1.0, max_nll=5.0, min_refusal=0.5, direction_layer=None,
-         judge=None, refusal_tokens=REFUSAL_STARTS, batch_rows=90) -> dict[str, pd.DataFrame]:
+         judge=None, refusal_tokens=REFUSAL_STARTS, extra_groups=None, batch_rows=90) -> dict[str, pd.DataFrame]:
     """Ships, Sahara, ASR and specificity for every head (see module doc).
 
     harmful / harmless: request lists, files for interp.safety_data.load_requests or names
@@ -61,6 +61,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
     The first ablation in `ablations` is the score; the others are reported beside it.
     judge: a function text -> bool (refused) / label / Verdict (default interp.safety_data.judge);
     refusal_tokens: words whose first tokens count as refusal tokens for the log-odds.
+    extra_groups: {name: heads} also ablated in the ASR table (e.g. heads you suspect).
     min_refusal: below this refusal rate (no ablation) the scan stops: nothing to measure.
     """
     if not model.is_causal_lm or getattr(model.tokenizer, "chat_template", None) is None:
@@ -118,6 +119,9 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
     steps = sahara(model, ships_harmful, order[:candidates], group_size, ablations[0], eps, means, rank)
     group = tuple(steps[-1]["group"])
     conditions = [("none", 0, (), none), ("top_head", 0, (order[0],), attack((order[0],))), ("sahara", 0, group, attack(group))]
+    for name, extra in (extra_groups or {}).items():
+        extra = model.heads(extra)
+        conditions.append((name, 0, extra, attack(extra)))
     others = [h for h in all_heads(model) if h not in group]
     for draw in range(random_draws):
         heads_drawn = tuple(sorted(rng.sample(others, len(group))))

@@ -244,19 +244,23 @@ def _collate(batch, pad_id: int):
 
 
 @torch.no_grad()
-def refusal_rates(model, n: int = 50, max_new_tokens: int = 32, seed: int = 0) -> dict:
-    """Refusal rate (interp.safety_data.judge) on n held-out AdvBench, n HarmBench and the
-    held-out harmless requests, with a few sample answers."""
+def refusal_rates(model, n: int = 50, max_new_tokens: int = 32, batch_size: int = 25) -> dict:
+    """Refusal rate (interp.safety_data.judge) on n held-out AdvBench, n HarmBench and n
+    held-out harmless requests, with a few sample answers (batched greedy generation)."""
+    from interp.analyses.safety import answers
+
     recipe = RECIPES.get(model.source, Recipe())
     _, held_harmful = safety_data.split_advbench(recipe.n_harmful, recipe.seed)
     _, held_harmless = safety_data.split_harmless(recipe.n_harmless, recipe.seed)
     sets = {"advbench_heldout": held_harmful[:n], "harmbench": safety_data.harmbench()[:n], "harmless_heldout": held_harmless[:n]}
     out = {"samples": {}}
     for name, requests in sets.items():
-        answers = [model.generate(r, max_new_tokens=max_new_tokens).text for r in track(requests, name)]
-        verdicts = [safety_data.judge(a).label for a in answers]
+        replies = []
+        for start in track(range(0, len(requests), batch_size), name):
+            replies += answers(model, requests[start : start + batch_size], max_new_tokens)
+        verdicts = [safety_data.judge(a).label for a in replies]
         out[name] = {k: verdicts.count(k) / len(verdicts) for k in ("refusal", "compliance", "broken")} | {"n": len(verdicts)}
-        out["samples"][name] = [(r, a) for r, a in zip(requests[:3], answers[:3])]
+        out["samples"][name] = list(zip(requests[:3], replies[:3]))
     return out
 
 
