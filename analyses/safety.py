@@ -117,7 +117,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
 
     order = [(int(r.layer), int(r.head)) for r in heads.sort_values("score", ascending=False).itertuples()]
     steps = sahara(model, ships_harmful, order[:candidates], group_size, ablations[0], eps, means, rank)
-    group = tuple(steps[-1]["group"])
+    group = model.heads(steps[-1]["group"])
     conditions = [("none", 0, (), none), ("top_head", 0, (order[0],), attack((order[0],))), ("sahara", 0, group, attack(group))]
     for name, extra in (extra_groups or {}).items():
         extra = model.heads(extra)
@@ -250,7 +250,7 @@ def sahara(model, texts, candidates, size=3, kind="uniform", eps=1e-5, means=Non
         angle, best = max(scored)
         group.append(best)
         steps.append({"step": step + 1, "head": f"{best[0]}.{best[1]}", "layer": best[0], "head_index": best[1],
-                      "group": list(group), "angle": angle})
+                      "group": ",".join(f"{l}.{h}" for l, h in group), "angle": angle})
     return steps
 
 

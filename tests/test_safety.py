@@ -53,7 +53,7 @@ def test_sahara_picks_the_planted_head_first(planted):
     kl = torch.stack([safety.head_effects(planted, t)[0] for t in HARMFUL]).mean(0)
     order = [safety.all_heads(planted)[i] for i in kl.argsort(descending=True)]
     steps = safety.sahara(planted, HARMFUL, order[::-1], size=2)  # worst-first: the greedy search must still find it
-    assert steps[0]["group"] == [PLANTED]
+    assert steps[0]["group"] == "1.2" and steps[0]["layer"] == PLANTED[0] and steps[0]["head_index"] == PLANTED[1]
     assert steps[0]["angle"] > 10 and steps[1]["angle"] >= steps[0]["angle"] - 1e-6
 
 
@@ -99,16 +99,25 @@ def test_direction_write_of_the_planted_head(planted):
     assert d.shape == (64,) and d.norm() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_scan_on_the_planted_model(planted):
+def test_scan_on_the_planted_model(planted, tmp_path):
+    from interp.results import ResultsDir
+
     refused = lambda text: text.startswith(REFUSE)
+    results = ResultsDir(tmp_path)
+    results.set_model(planted.source, None, planted.layout.as_dict())
     tables = safety.scan(planted, harmful=HARMFUL, harmless=HARMLESS, samples=2, asr_samples=4, max_new_tokens=2,
-                         judge=refused, refusal_tokens=[REFUSE], candidates=4, group_size=2, random_draws=2, max_nll=1e9)
+                         judge=refused, refusal_tokens=[REFUSE], candidates=4, group_size=2, random_draws=2, max_nll=1e9,
+                         results=results, extra_groups={"planted": "1.2"})
+    results.write_tables(safety.NAME, tables)
+    assert results.read_table(safety.NAME)["score"].notna().all()
+    assert len(results.load_progress(safety.NAME)) == 3 * 2 + 2  # (uniform, scale, mean) x harmful + uniform x harmless
     heads = tables["heads"]
     assert len(heads) == 8 and {"score", "harmless_kl", "logodds_drop", "refusal_specific", "direction_write"} <= set(heads)
     top = heads.sort_values("score", ascending=False).iloc[0]
     assert (int(top.layer), int(top["head"])) == PLANTED
     asr = tables["asr"].set_index(["condition", "draw"])
     assert asr.loc[("none", 0), "refusal"] == 1.0 and asr.loc[("top_head", 0), "refusal"] == 0.0
+    assert asr.loc[("planted", 0), "asr"] == 1.0 and asr.loc[("random", 0), "heads"] != "1.2"
     assert tables["sahara"]["head"].iloc[0] == "1.2"
     assert set(tables["summary"]["metric"]) >= {"asr_sahara", "spearman_ships_direction"}
 
