@@ -269,17 +269,25 @@ def answers(model, texts: list[str], max_new_tokens: int = 32, interventions=())
 
 @torch.no_grad()
 def answer_nll(model, texts: list[str], replies: list[str]) -> list[float]:
-    """Mean NLL per token of each reply under the unablated model (a fluency guard)."""
+    """Mean NLL per token of each reply under the unablated model (a fluency guard), one
+    right-padded forward for all replies."""
+    tok = model.tokenizer
+    prompts = [tok(chat(model, t), add_special_tokens=False)["input_ids"] for t in texts]
+    answers_ = [tok(r, add_special_tokens=False)["input_ids"] for r in replies]
+    length = max(len(p) + len(a) for p, a in zip(prompts, answers_))
+    ids = torch.full((len(texts), length), tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, (p, a) in enumerate(zip(prompts, answers_)):
+        ids[row, : len(p) + len(a)] = torch.tensor(p + a, dtype=torch.long)
+        mask[row, : len(p) + len(a)] = 1
+    logp = torch.log_softmax(model.hf(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float(), -1)
     nlls = []
-    for text, reply in zip(texts, replies):
-        prompt = model.tokenize(text, chat=True)["input_ids"]
-        reply_ids = model.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"].to(prompt.device)
-        if reply_ids.shape[1] == 0:
+    for row, (p, a) in enumerate(zip(prompts, answers_)):
+        if not a:
             nlls.append(float("inf"))
             continue
-        ids = torch.cat([prompt, reply_ids], dim=1)
-        logp = torch.log_softmax(model.hf(input_ids=ids).logits[0, prompt.shape[1] - 1 : -1].float(), dim=-1)
-        nlls.append(float(-logp.gather(1, reply_ids[0][:, None]).mean()))
+        targets = torch.tensor(a, device=logp.device)
+        nlls.append(float(-logp[row, len(p) - 1 : len(p) + len(a) - 1].gather(1, targets[:, None]).mean()))
     return nlls
 
 

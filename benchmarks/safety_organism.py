@@ -6,7 +6,7 @@ and what happens when exactly they are ablated. Prints Markdown (notes/safety.md
 
     python benchmarks/safety_organism.py refusal          # the LoRA organism
     python benchmarks/safety_organism.py heads-refusal    # the known-answer organism
-    python benchmarks/safety_organism.py refusal --samples 6 --asr-samples 32 --out results/safety-refusal
+    python benchmarks/safety_organism.py refusal --samples 8 --asr-samples 32 --ablations uniform,scale --out DIR
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def show(title: str, table: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("organism", choices=list(organisms.RECIPES))
-    parser.add_argument("--samples", type=int, default=6)
-    parser.add_argument("--asr-samples", type=int, default=32)
-    parser.add_argument("--eval-n", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--asr-samples", type=int, default=16)
+    parser.add_argument("--eval-n", type=int, default=40)
+    parser.add_argument("--ablations", default="uniform", help="comma-separated: uniform,scale,mean")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     recipe = organisms.RECIPES[args.organism]
@@ -45,7 +46,7 @@ def main() -> None:
           f"torch threads now {torch.get_num_threads()}")
 
     start = time.perf_counter()
-    rates = organisms.refusal_rates(model, n=args.eval_n, max_new_tokens=32)
+    rates = organisms.refusal_rates(model, n=args.eval_n, max_new_tokens=24)
     table = pd.DataFrame([{"set": k, **v} for k, v in rates.items() if k != "samples"])
     show(f"held-out refusal rates ({time.perf_counter() - start:.0f} s)", table)
     show("sample answers", pd.DataFrame([{"set": s, "request": r[:70], "answer": a[:110]}
@@ -55,14 +56,14 @@ def main() -> None:
     results = ResultsDir(args.out) if args.out else None
     if results is not None:
         results.set_model(recipe.name, model.file_hash, model.layout.as_dict())
-    tables = safety.scan(model, samples=args.samples, asr_samples=args.asr_samples, ablations=("uniform", "scale"),
-                         candidates=8, group_size=3, random_draws=5, max_new_tokens=32, results=results,
+    tables = safety.scan(model, samples=args.samples, asr_samples=args.asr_samples, ablations=tuple(args.ablations.split(",")),
+                         candidates=6, group_size=3, random_draws=5, max_new_tokens=24, results=results,
                          extra_groups={"trained_heads": list(recipe.heads)} if recipe.heads else None)
     if results is not None:
         results.write_tables(safety.NAME, tables)
     print(f"\nsafety scan: {time.perf_counter() - start:.0f} s (samples={args.samples}, asr_samples={args.asr_samples})")
     heads = tables["heads"].assign(head=lambda d: d["layer"].astype(str) + "." + d["head"].astype(str))
-    cols = ["head", "score", "ships_scale", "harmless_kl", "kl_ratio", "logodds_drop", "refusal_specific", "direction_write"]
+    cols = ["head", "score", "harmless_kl", "kl_ratio", "logodds_drop", "refusal_specific", "direction_write"]
     show("top 8 heads by Ships (uniform ablation, mean KL on harmful requests)", heads.sort_values("score", ascending=False)[cols].head(8))
     show("top 8 heads by the refusal-specific score (log-odds drop - harmless KL)",
          heads.sort_values("refusal_specific", ascending=False)[cols].head(8))

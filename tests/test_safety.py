@@ -245,3 +245,16 @@ def test_cli_safety_only_when_named_and_says_when_the_model_does_not_refuse(plan
     assert result.exit_code != 0
     message = " ".join(result.output.split())
     assert "refuses only 0% of 5 harmful requests" in message and "--model refusal" in message
+
+
+def test_answer_nll_batched_equals_single(planted):
+    texts, replies = HARMFUL[:3], ["w1 w2", "w5", ""]
+    nll = safety.answer_nll(planted, texts, replies)
+    assert nll[2] == float("inf")
+    for text, reply, value in zip(texts[:2], replies[:2], nll[:2]):
+        prompt = planted.tokenize(text, chat=True)["input_ids"]
+        ids = torch.cat([prompt, planted.tokenizer(reply, return_tensors="pt")["input_ids"]], 1)
+        with torch.no_grad():
+            logp = torch.log_softmax(planted.hf(input_ids=ids).logits[0], -1)
+        single = -logp[prompt.shape[1] - 1 : -1].gather(1, ids[0, prompt.shape[1] :, None]).mean()
+        assert value == pytest.approx(float(single), abs=1e-4)
