@@ -57,7 +57,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
 
     harmful / harmless: request lists, files for interp.safety_data.load_requests or names
     (advbench, harmbench, harmless); None = held-out AdvBench / held-out project requests.
-    samples: requests per set for per-head Ships (default 8); asr_samples: requests per set for ASR.
+    samples: requests per set for per-head Ships (default 8); asr_samples: requests per set for ASR;
+    max_length: requests whose chat prompt has more tokens are left out.
     The first ablation in `ablations` is the score; the others are reported beside it.
     judge: a function text -> bool (refused) / label / Verdict (default interp.safety_data.judge);
     refusal_tokens: words whose first tokens count as refusal tokens for the log-odds.
@@ -77,15 +78,18 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
     samples = 8 if samples is None else samples
     harmful_all = safety_data.load_requests(harmful) if harmful is not None else safety_data.split_advbench()[1]
     harmless_all = safety_data.load_requests(harmless) if harmless is not None else safety_data.split_harmless()[1]
+    if max_length:  # requests whose chat prompt is longer are left out
+        fits = lambda text: len(model.tokenize(text, chat=True)["input_ids"][0]) <= max_length
+        harmful_all, harmless_all = [t for t in harmful_all if fits(t)], [t for t in harmless_all if fits(t)]
+        if not harmful_all or not harmless_all:
+            raise InterpError(f"no harmful or no harmless request fits in --max-length {max_length} tokens: raise it")
     rng = random.Random(seed)
     pick = lambda items, n: items if n is None or n >= len(items) else [items[i] for i in sorted(rng.sample(range(len(items)), n))]
     asr_harmful, asr_harmless = pick(harmful_all, asr_samples), pick(harmless_all, asr_samples)
     ships_harmful, ships_harmless = asr_harmful[:samples], asr_harmless[:samples]
-    if max_length:
-        for text in ships_harmful + ships_harmless:
-            model.check_length(min(max_length, len(model.tokenize(text, chat=True)["input_ids"][0])) + max_new_tokens)
 
-    attack = lambda group: attack_outcome(model, asr_harmful, asr_harmless, group, ablations[0], eps, None,
+    means = model.head_means([chat(model, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
+    attack = lambda group: attack_outcome(model, asr_harmful, asr_harmless, group, ablations[0], eps, means,
                                           max_new_tokens, max_nll, judge)
     none = attack(())
     if none["refusal"] < min_refusal:
@@ -94,7 +98,6 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
             "find heads for: scan the refusal organism instead (--model refusal; python -m interp.organisms refusal)")
 
     refusal_ids = refusal_token_ids(model.tokenizer, refusal_tokens)
-    means = model.head_means([chat(model, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
     done = results.load_progress(NAME) if results is not None else {}
     rows = []
     todo = [(kind, name, i, text) for kind in ablations for name, texts in (("harmful", ships_harmful), ("harmless", ships_harmless))

@@ -258,3 +258,17 @@ def test_answer_nll_batched_equals_single(planted):
             logp = torch.log_softmax(planted.hf(input_ids=ids).logits[0], -1)
         single = -logp[prompt.shape[1] - 1 : -1].gather(1, ids[0, prompt.shape[1] :, None]).mean()
         assert value == pytest.approx(float(single), abs=1e-4)
+
+
+def test_scan_with_mean_ablation_first_and_bad_options(planted):
+    refused = lambda text: text.startswith(REFUSE)
+    tables = safety.scan(planted, harmful=HARMFUL, harmless=HARMLESS, samples=1, asr_samples=2, max_new_tokens=1,
+                         judge=refused, refusal_tokens=[REFUSE], ablations=("mean",), candidates=2, group_size=1,
+                         random_draws=1, max_nll=1e9)
+    assert "ships_mean" in tables["heads"]
+    with pytest.raises(InterpError, match="unknown ablation"):
+        safety.scan(planted, harmful=HARMFUL, harmless=HARMLESS, ablations=("zero",))
+    with pytest.raises(InterpError, match="group_size"):
+        safety.scan(planted, harmful=HARMFUL, harmless=HARMLESS, group_size=6)
+    with pytest.raises(InterpError, match="max-length"):
+        safety.scan(planted, harmful=HARMFUL, harmless=HARMLESS, max_length=2)
