@@ -116,7 +116,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
 
     direction = refusal_direction(model, ships_harmful, ships_harmless, direction_layer)
     heads["direction_write"] = direction_writes(model, ships_harmful, direction).flatten().tolist()
-    heads["rank"] = heads["score"].rank(ascending=False, method="first").astype(int)
+    heads["ships_rank"] = heads["score"].rank(ascending=False, method="first").astype(int)
 
     order = [(int(r.layer), int(r.head)) for r in heads.sort_values("score", ascending=False).itertuples()]
     steps = sahara(model, ships_harmful, order[:candidates], group_size, ablations[0], eps, means, rank)
