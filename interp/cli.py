@@ -204,6 +204,8 @@ def scan(
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
     images: Optional[Path] = typer.Option(None, help="image folder for --analyses vhd (jpg/png; optional prompts.txt)"),
     tasks: Optional[str] = typer.Option(None, help="circuits: tasks to compare, e.g. ioi,colored_objects,induction or .jsonl/.csv task files"),
+    harmful: Optional[Path] = typer.Option(None, help="safety: harmful requests, one a line or a 'prompt' column [default: held-out AdvBench]"),
+    harmless: Optional[Path] = typer.Option(None, help="safety: harmless requests [default: the project's held-out set]"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
@@ -213,7 +215,7 @@ def scan(
     modules = analysis_modules(analyses)
     device = distributed.init(device)  # under torchrun & co: join the ranks (interp.distributed)
     out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
-    options = analysis_options(modules, images=images, tasks=tasks)  # only for the analyses that take them
+    options = analysis_options(modules, images=images, tasks=tasks, harmful=harmful, harmless=harmless)  # only for the analyses that take them
     out_dir = out_dir or Path("results") / model_name(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise InterpError(f"--out {out_dir} is a file; choose a directory")

@@ -193,6 +193,11 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     placement = _placement(device, device_map, max_memory, offload_folder)
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
+    if isinstance(source, str) and source in _organism_names():  # "refusal", "heads-refusal": built on first use
+        from interp.organisms import RECIPES, load_organism
+
+        model = load_organism(RECIPES[source])
+        return model if device is None else load_model(model, device=device)
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, **placement)
     elif isinstance(source, InterpModel):
@@ -233,6 +238,12 @@ def _placement(device, device_map, max_memory, offload_folder) -> dict:
         atexit.register(shutil.rmtree, offload_folder, True)
     placement = {"device_map": device_map, "offload_folder": str(offload_folder)}
     return placement if max_memory is None else {**placement, "max_memory": max_memory}
+
+
+def _organism_names() -> tuple[str, ...]:
+    from interp.organisms import RECIPES
+
+    return tuple(RECIPES)
 
 
 def _check_device(device: str | None) -> None:
