@@ -23,6 +23,7 @@ Method (METHODS.md section 1):
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import re
@@ -41,7 +42,7 @@ from interp.progress import track
 
 # The scan() keywords that identify a run (a resumed run must pass the same ones).
 PARAMS = ("samples", "max_length", "seed", "lengths", "depths", "needles", "haystack", "max_new_tokens",
-          "causal_k", "causal_draws", "mask")
+          "causal_k", "causal_draws", "mask", "causal_probes")
 
 INSTRUCTION = "Answer the question using only the text above."
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -52,6 +53,9 @@ THRESHOLD = 0.1  # a retrieval head scores above this (as in the paper)
 MAX_STEPS = 50  # the paper decodes at most 50 tokens
 HEAD_SHARE = 0.03  # default causal k: the paper masks 30 of 1024 heads, ~ the share above THRESHOLD
 MASKS = {"uniform": UniformAttention, "zero": ZeroAblation}
+# The causal check prefills every probe it uses a second time; a seeded third of the grid gives the same drop
+# as the whole grid on the bundled model (notes/kernels.md) in a third of the time. causal_probes overrides.
+CAUSAL_SHARE = 3
 
 
 @dataclass
@@ -69,7 +73,8 @@ class Probe:
 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=None, depths=None, needles=None,
-         haystack=None, max_new_tokens=None, causal_k=None, causal_draws=3, mask="uniform") -> dict[str, pd.DataFrame]:
+         haystack=None, max_new_tokens=None, causal_k=None, causal_draws=3, mask="uniform",
+         causal_probes=None) -> dict[str, pd.DataFrame]:
     """Retrieval score of every head.
 
     lengths: prompt lengths in tokens (default: longest/4, longest/2, longest with longest =
@@ -78,7 +83,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     or a file for load_texts (default: bundled); samples: a seeded subset of the grid;
     max_new_tokens: default needle length + 8 tokens (models tend to restate the needle
     sentence), at most 50; causal_k: heads masked (default 3% of all heads, 0 = skip);
-    mask: "uniform" (the original) or "zero".
+    mask: "uniform" (the original) or "zero"; causal_probes: probes in the causal check (default a seeded
+    third of the grid, at least one; the baseline is their answered fraction).
 
     Returns "heads" (layer, head, score, n_probes = answered probes, copies, is_retrieval),
     "probes" (one row per probe) and "causal" (condition, k, draw, accuracy, heads); the
@@ -89,6 +95,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
         raise InterpError(f"mask must be one of {', '.join(MASKS)}, not '{mask}'")
     if samples is not None and samples < 1:
         raise InterpError(f"samples must be at least 1, got {samples}")
+    if causal_probes is not None and causal_probes < 1:
+        raise InterpError(f"causal_probes must be at least 1, got {causal_probes}")
     needles = _needles(needles)
     texts = load_texts(haystack) if haystack is None or isinstance(haystack, (str, os.PathLike)) else list(haystack)
     depths = list(DEPTHS if depths is None else depths)
@@ -118,11 +126,23 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     answered = float(probes_table["answered"].mean())
     heads.attrs["answered_fraction"] = probes_table.attrs["answered_fraction"] = answered
     k = max(1, round(HEAD_SHARE * model.layout.n_total_heads)) if causal_k is None else causal_k
-    causal = _causal_check(model, grid, make_probe, answered, heads, k, causal_draws, mask, n_new, seed, results, done)
+    causal_grid = _causal_grid(grid, causal_probes, seed)
+    ids = {_probe_id(*probe) for probe in causal_grid}
+    baseline = float(probes_table.loc[probes_table["probe"].isin(ids), "answered"].mean())  # scored already
+    causal = _causal_check(model, causal_grid, make_probe, baseline, heads, k, causal_draws, mask, n_new, seed,
+                           results, done)
     return {"heads": heads, "probes": probes_table, "causal": causal}
 
 
 # ---- probes ----------------------------------------------------------------------------------
+
+
+def _causal_grid(grid: list, causal_probes: int | None, seed: int) -> list:
+    """The probes of the causal check: `causal_probes` of the grid (default a third), a seeded sample."""
+    n = -(-len(grid) // CAUSAL_SHARE) if causal_probes is None else min(causal_probes, len(grid))
+    if n >= len(grid):
+        return grid
+    return [grid[i] for i in sorted(random.Random(seed).sample(range(len(grid)), n))]
 
 
 def _needles(needles) -> list[Needle]:
@@ -204,9 +224,11 @@ def _tokenize_with_span(tokenizer, prompt: str, special: bool, start: int, end: 
 def _prefill(model, probe: Probe):
     """KV cache of all prompt tokens but the last: decoding from it runs the last prompt
     token as step 0, so step t's query produces generated token t. The prefill itself
-    runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied."""
+    runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied.
+    No logits are needed: the LM head (a fifth of a small model's compute) runs on one position only."""
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
     with torch.no_grad():
-        return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True).past_key_values
+        return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True, **keep).past_key_values
 
 
 def _decode(model, probe: Probe, cache, n_new: int, rows: int = 1):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import random
 from collections import Counter
+from contextlib import nullcontext
 from typing import Callable
 
 import pandas as pd
@@ -36,10 +37,12 @@ from interp.errors import InterpError
 from interp.kernels import StatsRequest
 from interp.layout import text_config
 from interp.progress import track
+from interp.threads import small_ops
 
 NAME = "sinks"
 PARAMS = ("samples", "max_length", "seed", "eps", "n_tokens", "sink_positions", "massive_abs", "massive_ratio",
           "tau", "sink_dims", "rho", "min_image_mass", "image_prompt")
+SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.threads)
 MIN_QUERIES = 8  # token_types skips the last keys of a prompt: a mean over a few queries is mostly noise
 
 
@@ -68,7 +71,9 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
     records = {}
     for key, make_inputs in track(todo, "sinks"):
         if key not in done:
-            done[key] = _measure(model, make_inputs(), tuple(sink_positions), eps, massive_abs, massive_ratio, tau)
+            inputs = make_inputs()
+            with small_ops() if inputs["input_ids"].shape[-1] <= SMALL_PROMPT else nullcontext():
+                done[key] = _measure(model, inputs, tuple(sink_positions), eps, massive_abs, massive_ratio, tau)
             if results is not None:
                 results.save_progress(NAME, key, done[key])
         records[key] = done[key]

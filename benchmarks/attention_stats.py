@@ -9,19 +9,25 @@ CPU (default): the bundled SmolLM2-135M up to its 8,192 positions.
     python benchmarks/attention_stats.py --lengths 1024,2048,4096,8192 --eager-max 4096
 GPU (--gpu): one Llama-8B-shaped layer (32 query heads, 8 KV heads, head dim 128, random bf16 weights).
     python benchmarks/attention_stats.py --gpu --lengths 8192,32768,131072 --eager-max 16384
-Prints one table; ratios are against (a) at the same length.
+Prints the median of --repeats interleaved rounds, then one round with a competing busy process (one core
+taken, as on a shared machine; --no-busy skips it); ratios are against (a) at the same length.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import statistics
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 
 import torch
 import transformers as tf
 
 import interp
+import interp.fast_attention as fast_attention
 from interp import StatsRequest
 from interp.data import make_haystack
 
@@ -70,17 +76,30 @@ def timed(run, cuda: bool) -> tuple[float, float]:
 
 
 def measure(runs: dict, cuda: bool, repeats: int) -> dict:
-    """{name: (seconds, peak GiB)}: the fastest of `repeats` rounds, the runs taking turns in each round so
+    """{name: (median seconds, peak GiB)} over `repeats` rounds, the runs taking turns in each round so
     that a slow spell of the machine hits every side alike (after one warm-up round on GPU)."""
     if cuda:
         for run in runs.values():
             run()
-    best = {name: (float("inf"), 0.0) for name in runs}
+    times, peaks = {name: [] for name in runs}, {name: 0.0 for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             t, peak = timed(run, cuda)
-            best[name] = (min(best[name][0], t), max(best[name][1], peak))
-    return best
+            times[name].append(t)
+            peaks[name] = max(peaks[name], peak)
+    return {name: (statistics.median(times[name]), peaks[name]) for name in runs}
+
+
+@contextmanager
+def competing_process():
+    """One other process busy on one core for the block (a machine shared with another job)."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def bundled_models():
@@ -119,16 +138,19 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="a Llama-8B-shaped layer on CUDA instead of the bundled model")
     parser.add_argument("--lengths", default=None, help="comma-separated context lengths")
     parser.add_argument("--eager-max", type=int, default=None, help="longest context to try eager attention at")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds; the fastest of each side is kept")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the median of each side is kept")
+    parser.add_argument("--no-busy", action="store_true", help="skip the round with a competing busy process")
+    parser.add_argument("--no-fused-lse", action="store_true", help="statistics find the log-sum-exp themselves")
     args = parser.parse_args()
     cuda = args.gpu
+    fast_attention.ENABLED = not args.no_fused_lse
     device = "cuda" if cuda else "cpu"
     lengths = [int(x) for x in (args.lengths or ("8192,32768,131072" if cuda else "1024,2048,4096,8192")).split(",")]
     eager_max = args.eager_max or (16384 if cuda else 4096)
     model, eager = llama8b_layer(device) if cuda else bundled_models()
     torch.set_grad_enabled(False)
 
-    rows = []
+    rows, busy_rows = [], []
     for n in lengths:
         ids = input_ids(model, n, device)
         def run_sdpa():
@@ -138,10 +160,17 @@ def main():
             with model.capture(stats=ALL_STATS, positions="all"):
                 model.hf(input_ids=ids, logits_to_keep=1)
 
-        result = measure({"sdpa": run_sdpa, "stats": run_stats}, cuda, args.repeats)
+        sides = {"sdpa": run_sdpa, "stats": run_stats}
+        result = measure(sides, cuda, args.repeats)
         sdpa, stats = result["sdpa"], result["stats"]
         rows.append((n, sdpa, stats))
         print(f"N={n}: sdpa {sdpa[0]:.2f}s {sdpa[1]:.2f}GiB | interp stats {stats[0]:.2f}s {stats[1]:.2f}GiB", flush=True)
+        if not args.no_busy:
+            with competing_process():
+                loaded = measure(sides, cuda, 1)
+            busy_rows.append((n, loaded["sdpa"], loaded["stats"]))
+            print(f"N={n}, one competing busy process: sdpa {loaded['sdpa'][0]:.2f}s | "
+                  f"interp stats {loaded['stats'][0]:.2f}s", flush=True)
     eager_rows = {}
     for n in [n for n in lengths if n <= eager_max]:  # last: eager's peak can swamp the others
         ids = input_ids(model, n, device)
@@ -156,8 +185,15 @@ def main():
         t_b, m_b = eager_rows.get(n, (float("nan"), float("nan")))
         print(f"{n:>7} | {t_a:>7.2f} {m_a:>12.2f}GB | {t_b:>8.2f} {m_b:>12.2f}GB | {t_c:>8.2f} {m_c:>12.2f}GB | "
               f"{t_c / t_a:>15.2f} {m_c / m_a:>14.2f} | {attention_tflops(model.layout, n, t_c):>13.3f}")
-    print(f"\n{model}; device {device}; eager run up to N={eager_max}; interp statistics impl: "
-          f"{'triton' if cuda else 'chunked'} (INTERP_STATS_IMPL overrides)")
+    if busy_rows:
+        print("\none round with a competing busy process (python -c 'while True: pass')")
+        print(f"{'N':>7} | {'sdpa s':>7} | {'interp s':>8} | {'stats/sdpa time':>15} | {'stats ' + memory:>20}")
+        for n, (t_a, _), (t_c, m_c) in busy_rows:
+            print(f"{n:>7} | {t_a:>7.2f} | {t_c:>8.2f} | {t_c / t_a:>15.2f} | {m_c:>18.2f}GB")
+    print(f"\n{model}; device {device}; torch threads {torch.get_num_threads()}; median of {args.repeats} rounds; "
+          f"eager run up to N={eager_max}; interp statistics impl: {'triton' if cuda else 'chunked'} "
+          "(INTERP_STATS_IMPL overrides); log-sum-exp from the fused attention call "
+          f"{'on' if fast_attention.ENABLED else 'off'}")
 
 
 if __name__ == "__main__":

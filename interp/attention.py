@@ -299,17 +299,19 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
         raise InterpError("pooled maps need a contiguous block of query positions: use positions='all', 'last' or a slice")
     results = []
     for run in runs:
-        mask = attn.mask[:, :, run] if attn.mask is not None else None
+        rows = slice(int(run[0]), int(run[-1]) + 1)  # a contiguous run: views, not copies, of q, mask and lse
+        mask = attn.mask[:, :, rows] if attn.mask is not None else None
         results.append(
             attention_stats(
-                attn.query[:, :, run], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key.shape[2]),
+                attn.query[:, :, rows], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key.shape[2]),
                 scale=attn.scaling, causal=attn.causal and mask is None,
-                q_offset=attn.q_offset + int(run[0]), mask=mask, softcap=attn.softcap,
-                lse=None if attn.lse is None else attn.lse[:, :, run],
+                q_offset=attn.q_offset + rows.start, mask=mask, softcap=attn.softcap,
+                lse=None if attn.lse is None else attn.lse[:, :, rows],
             )
         )
+    every_head = len(cap.heads) == attn.query.shape[1]
     for name in results[0]:
-        parts = [r[name][:, cap.heads] for r in results]
+        parts = [r[name] if every_head else r[name][:, cap.heads] for r in results]
         if name == "key_mass":  # summed over the captured queries
             cap.record(layer, name, sum(parts))
         else:

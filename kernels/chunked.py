@@ -31,6 +31,7 @@ CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
 MIN_ROWS = 16  # never fewer query rows per chunk: below this, per-chunk Python overhead dominates
 KEY_TILE = 2048  # keys per logits matmul
 ARGMAX_BLOCK = 64
+SMALL_ARGMAX = 1 << 16  # up to this many logits, the argmax is one torch.max
 LOG2E, LN2 = math.log2(math.e), math.log(2.0)
 HIDDEN = -1e30  # base-2 logit of a hidden key; anything at or below HIDDEN / 2 counts as hidden
 POOL_CELLS = 1 << 22  # from this many logits on, chunks go to a pool of single-threaded workers (CPU)
@@ -102,6 +103,8 @@ def _row_max_and_argmax(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the first block holding the row max, and look for the first maximal key inside that block only
     (torch.max over a dim returns the first maximal index). The last, shorter block is searched whole."""
     R, w = s.shape
+    if R * w <= SMALL_ARGMAX:  # a decoding step's few rows: one plain max costs less than the block steps
+        return s.max(-1)
     nb = w // ARGMAX_BLOCK
     if nb:
         blocks = s[:, : nb * ARGMAX_BLOCK].view(R, nb, ARGMAX_BLOCK)

@@ -211,13 +211,22 @@ def test_chunked(name, dtype):
 
 @pytest.mark.parametrize("chunk_size", [None, 17])
 @pytest.mark.parametrize("name", LONG_CASES)
-def test_chunked_long(name, chunk_size):
+def test_chunked_long(name, chunk_size, monkeypatch):
+    import interp.kernels.chunked as chunked
+
+    monkeypatch.setattr(chunked, "SMALL_ARGMAX", 0)  # the block search even on these small inputs
     run_case(name, torch.float32, "chunked", "cpu", chunk_size=chunk_size)
 
 
+@pytest.mark.parametrize("small_argmax", [0, None])
 @pytest.mark.parametrize("causal", [True, False])
-def test_chunked_ties_across_argmax_blocks(causal):
-    """Integer logits tie across many 64-key blocks and inside them: the smallest maximal key must win."""
+def test_chunked_ties_across_argmax_blocks(causal, small_argmax, monkeypatch):
+    """Integer logits tie across many 64-key blocks and inside them: the smallest maximal key must win,
+    in the block search (small_argmax=0) and in the plain max of small inputs."""
+    import interp.kernels.chunked as chunked
+
+    if small_argmax is not None:
+        monkeypatch.setattr(chunked, "SMALL_ARGMAX", small_argmax)
     g = torch.Generator().manual_seed(2)
     q = torch.randint(-1, 2, (1, 4, 40, 4), generator=g).float()
     k = torch.randint(-1, 2, (1, 2, 300, 4), generator=g).float()
@@ -316,7 +325,12 @@ def _subsets(impl, device):
     assert (got["match_mass"][..., 1] == 0).all()
 
 
-def test_chunked_ties():
+@pytest.mark.parametrize("small_argmax", [0, None])
+def test_chunked_ties(small_argmax, monkeypatch):
+    import interp.kernels.chunked as chunked
+
+    if small_argmax is not None:
+        monkeypatch.setattr(chunked, "SMALL_ARGMAX", small_argmax)
     _ties("chunked", "cpu")
 
 

@@ -223,7 +223,7 @@ def test_resume_skips_finished_probes(copy_model, material, tmp_path, monkeypatc
     calls.clear()
     stop_after = None
     resumed = run_tiny(copy_model, material, results=results, **kw)
-    assert len(calls) == (6 - 4) + 6  # the causal conditions of a probe share one batched call
+    assert len(calls) == (6 - 4) + 2  # the causal check's 2 probes (a third), conditions batched in one call
 
     calls.clear()
     again = run_tiny(copy_model, material, results=results, **kw)
