@@ -112,9 +112,16 @@ def test_a_killed_rank_resumes_its_shard(tiny_long_dir, reference, tmp_path):  #
 # ---- the mechanism on an analysis with two loops (the second needs the first's results) ---------------
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
     import json
-    import socket
 
     import torch.multiprocessing as mp
 
@@ -122,10 +129,7 @@ def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
     from tests.two_pass import two_pass_rank, two_pass_scan
 
     alone = two_pass_scan(ResultsDir(tmp_path / "alone"), computed=[])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(two_pass_rank, args=(2, port, str(tmp_path / "two"), str(tmp_path)), nprocs=2)
+    mp.spawn(two_pass_rank, args=(2, free_port(), str(tmp_path / "two"), str(tmp_path)), nprocs=2)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r, out in enumerate(ranks):
         assert [x["value"] for x in out["first"]] == [x["value"] for x in alone["first"]]
@@ -133,3 +137,16 @@ def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
         assert [x["rank"] for x in out["first"] + out["second"]] == [i % 2 for i in range(7)] * 2  # round-robin shares
         assert out["attempts"] == 3  # loop 1 sharded, loop 2 sharded, then the tables from all records
     assert len(ranks[0]["computed"]) == 8 and len(ranks[1]["computed"]) == 6  # each sample once: 4 + 4 and 3 + 3
+
+
+def test_an_error_in_one_rank_ends_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    from interp.results import ResultsDir
+    from tests.two_pass import failing_rank
+
+    with pytest.raises(mp.ProcessExitedException):
+        mp.spawn(failing_rank, args=(2, free_port(), str(tmp_path / "out"), str(tmp_path)), nprocs=2)
+    # rank 1 failed; rank 0, waiting for its records, did not hang: both left through SystemExit
+    assert [(tmp_path / f"rank{r}.exit").read_text() for r in range(2)] == ["SystemExit", "SystemExit"]
+    assert {0, 2, 4} <= set(ResultsDir(tmp_path / "out").load_progress("failing"))  # rank 0's share is saved
