@@ -19,7 +19,8 @@ interp.distributed) with no code of its own. What an analysis must do:
   (a second pass that needs the first one's results): each is split in turn.
 Under several ranks the sharded loop yields only this rank's share, and scan() is called
 again once the records are shared, so everything before and between loops must be cheap or
-depend on records only; work done outside track loops is done by every rank.
+depend on records only; work done outside track loops is done by every rank, and a track
+loop whose body saves nothing is still correct but is computed in full by every rank.
 """
 
 from importlib import import_module

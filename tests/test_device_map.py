@@ -102,3 +102,16 @@ def test_scan_with_device_map_auto_offloading_to_disk_equals_the_plain_scan(dire
     for table in ("heads", "tokens"):
         name = None if table == "heads" else table
         pd.testing.assert_frame_equal(tables["plain"].read_table("sinks", name), tables["split"].read_table("sinks", name), atol=TOL)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--device-map", "everywhere"], "unknown device_map 'everywhere'"),
+    (["--device-map", "auto", "--max-memory", "lots"], "cannot read --max-memory 'lots'"),
+    (["--max-memory", "cpu=1GiB"], "need a device_map"),
+    (["--device-map", "auto", "--device", "cpu"], "either device or device_map"),
+])
+def test_bad_device_map_options_give_one_line_errors(directory, tmp_path, args, expected):
+    result = CliRunner().invoke(app, ["scan", "--model", str(directory), "--analyses", "sinks", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr

@@ -44,3 +44,27 @@ def two_pass_rank(rank, world, port, directory, outputs):
     tables = run_scan(lambda results: calls.append(1) or two_pass_scan(results, computed), ResultsDir(directory))
     Path(outputs, f"rank{rank}.json").write_text(json.dumps({**tables, "attempts": len(calls), "computed": computed}))
     dist.destroy_process_group()
+
+
+def failing_rank(rank, world, port, directory, outputs):
+    """Rank 1 fails on its second sample; every rank notes how it left run_scan."""
+    import torch.distributed as dist
+
+    from interp.distributed import run_scan
+    from interp.progress import track
+    from interp.results import ResultsDir
+
+    def scan(results):
+        for i in track(range(6), "samples"):
+            if rank == 1 and i == 3:
+                raise RuntimeError("a bad sample")
+            results.save_progress("failing", i, {"value": i})
+        return {}
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        run_scan(scan, ResultsDir(directory))
+    except BaseException as e:
+        Path(outputs, f"rank{rank}.exit").write_text(type(e).__name__)
+        raise
