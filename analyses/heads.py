@@ -209,8 +209,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     prompts: texts, a file for interp.data.load_prompts, or None for the bundled prompts, `samples`
     of them (all if None), each cut to min(text_length, max_length) tokens.
     causal_k: induction heads ablated in the causal check (default 10, at most a quarter of all
-    heads; 0 skips it), against causal_draws draws of as many random other heads; ablation:
-    "zero" (head output 0) or "uniform" (flat attention).
+    heads; 0 skips it), against causal_draws draws of as many random other heads, on the repeated
+    sequences of the shortest length; ablation: "zero" (head output 0) or "uniform" (flat attention).
     Returns "heads", "samples" (per sequence and head) and "causal".
     """
     if model.tokenizer is None and prompts is None:
@@ -249,7 +249,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     if k:
         if not 0 < k <= n_total // 2:
             raise InterpError(f"causal_k={k} must be between 0 and half the model's {n_total} heads")
-        causal = _causal_check(model, heads, k, causal_draws, ablation, fitted[-1], seed_list, seed, results, done)
+        # on the shortest repeated sequences: (2 + draws) x seeds forward passes, the bulk of the default cost
+        causal = _causal_check(model, heads, k, causal_draws, ablation, fitted[0], seed_list, seed, results, done)
     return {"heads": heads, "samples": samples_table, "causal": causal}
 
 
