@@ -51,7 +51,7 @@ from interp.progress import track
 NAME = "heads"
 PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation")
 TYPES = ("previous_token", "duplicate_token", "induction", "first_token")
-# The key_match pairs asked of the kernels; "same" counts the query itself, "self" removes it.
+# The key_match pairs asked of the kernels (key_match_pairs); duplicate-token = "same" - "self".
 PAIRS = ("previous_token", "self", "same", "induction", "first_token", "after_first")
 LENGTHS = (64, 256)  # lengths of r: [BOS] + r + r has 2 * length + 1 tokens
 SEEDS = 4
@@ -103,12 +103,14 @@ def key_match_pairs(ids: torch.Tensor) -> tuple:
         (ids, ids),  # same token, the query itself included
         (ids, after_copy),  # key j follows a copy of the query's token
         (torch.zeros_like(pos), pos),  # first token
-        (torch.zeros_like(pos), torch.where(pos >= 1, 0, -1)),  # every key but the first, summed directly:
-    )  # 1 - first_token loses the digits of what a sink head leaves for the other keys
+        # every key but the first, summed directly: 1 - first_token would lose the digits of what
+        # a sink head leaves for the other keys (detector_scores with exclude_bos divides by it)
+        (torch.zeros_like(pos), torch.where(pos >= 1, 0, -1)),
+    )
 
 
 def has_earlier_copy(ids: torch.Tensor) -> torch.Tensor:
-    """Bool [B, N]: the token at i occurred before i in its row (sort-free, no [N, N] compare)."""
+    """Bool [B, N]: the token at i occurred before i in its row (first positions per token, no [N, N] compare)."""
     B, N = ids.shape
     pos = torch.arange(N, device=ids.device).expand(B, N)
     out = torch.zeros(B, N, dtype=torch.bool, device=ids.device)
@@ -209,8 +211,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     prompts: texts, a file for interp.data.load_prompts, or None for the bundled prompts, `samples`
     of them (all if None), each cut to min(text_length, max_length) tokens.
     causal_k: induction heads ablated in the causal check (default 10, at most a quarter of all
-    heads; 0 skips it), against causal_draws draws of as many random other heads; ablation:
-    "zero" (head output 0) or "uniform" (flat attention).
+    heads; 0 skips it), against causal_draws draws of as many random other heads, on the repeated
+    sequences of the shortest length; ablation: "zero" (head output 0) or "uniform" (flat attention).
     Returns "heads", "samples" (per sequence and head) and "causal".
     """
     if model.tokenizer is None and prompts is None:
@@ -249,7 +251,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     if k:
         if not 0 < k <= n_total // 2:
             raise InterpError(f"causal_k={k} must be between 0 and half the model's {n_total} heads")
-        causal = _causal_check(model, heads, k, causal_draws, ablation, fitted[-1], seed_list, seed, results, done)
+        # on the shortest repeated sequences: (2 + draws) x seeds forward passes, the bulk of the default cost
+        causal = _causal_check(model, heads, k, causal_draws, ablation, fitted[0], seed_list, seed, results, done)
     return {"heads": heads, "samples": samples_table, "causal": causal}
 
 

@@ -380,6 +380,31 @@ def circuits_panel(found: dict[str, pd.DataFrame], overlap: pd.DataFrame | None,
                     "chance_iou for random sets of the same sizes, p_value hypergeometric)")
         st.dataframe(overlap, hide_index=True, key="circuit_overlap")
 
+# ---- atlas: every analysis in one view (the same functions as `interp report`) ------------------------
+
+
+def atlas_panel(tables: dict[str, pd.DataFrame], manifest: dict) -> None:
+    """What interp.report writes to HTML: what stands out, the top-k overlaps and rank
+    correlations of every pair of measures, and the atlas of every head."""
+    from interp import report
+
+    measures = report.measures_from_tables(tables, (manifest.get("model") or {}).get("layout"))
+    k = int(st.number_input("Top k heads per measure", 1, measures.n, report.default_k(measures), key="atlas_k"))
+    st.markdown("\n".join(f"- {line}" for line in report.highlights(measures, k)) or "Nothing stands out.")
+    if len(measures.names) > 1:
+        overlaps = report.overlap_table(measures, k)
+        chance_shared, chance_jaccard = report.chance_overlap(k, measures.n)
+        st.caption(f"Chance for two random sets of {k} of {measures.n} heads: {chance_shared:.2f} shared, "
+                   f"Jaccard {chance_jaccard:.3f}; p = hypergeometric probability of sharing at least that many.")
+        left, right = st.columns(2)
+        left.plotly_chart(report.matrix_figure(report.pair_matrix(overlaps, measures, "jaccard"), f"Jaccard of the top {k}", 0, 1),
+                          key="atlas_jaccard")
+        right.plotly_chart(report.matrix_figure(report.pair_matrix(overlaps, measures, "spearman"), "Spearman rank correlation", -1, 1),
+                           key="atlas_spearman")
+        st.dataframe(overlaps.drop(columns=["k"]), hide_index=True, key="atlas_overlaps")
+    st.subheader("Every head")
+    st.dataframe(report.atlas_table(measures), hide_index=True, key="atlas_table")
+
 
 # ---- page ----------------------------------------------------------------------------------------
 
@@ -399,7 +424,8 @@ def main() -> None:
     layer, head = head_picker(n_layers, n_heads, best)
 
     found, overlap = circuit_tables(per_sample)
-    heads_tab, compare_tab, ablate_tab, *circuits_tab = st.tabs(["Heads", "Compare", "Ablate"] + (["Circuits"] if found else []))
+    heads_tab, compare_tab, ablate_tab, atlas_tab, *circuits_tab = st.tabs(
+        ["Heads", "Compare", "Ablate", "Atlas"] + (["Circuits"] if found else []))
     with heads_tab:
         name = st.radio("Analysis", list(tables), horizontal=True, key="analysis")
         analysis_panel(name, tables[name], n_layers, n_heads, (layer, head))
@@ -411,6 +437,8 @@ def main() -> None:
         compare_panel(tables)
     with ablate_tab:
         ablation_panel(layer, head, n_layers, n_heads, manifest)
+    with atlas_tab:
+        atlas_panel(tables, manifest)
     if found:
         with circuits_tab[0]:
             circuits_panel(found, overlap, n_layers, n_heads, (layer, head))

@@ -212,3 +212,36 @@ def test_results_of_the_real_analyses(tmp_path, monkeypatch):
     chart_titled(at, "sinks scores of all 8 heads")  # sinks has no per-sample table with layer and head
     at.number_input(key="compare_k").set_value(3).run()
     assert not at.exception and any("heads are in the top 3 of both" in m.value for m in at.markdown)
+
+
+# ---- the Atlas tab: the same functions as `interp report` -----------------------------------------------
+
+
+def test_atlas_tab_shows_what_the_report_computes(results_dir, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from interp import report
+    from interp.results import ResultsDir
+
+    moved = shutil.copytree(results_dir, tmp_path / "results")  # plus a table with a further measure
+    extra = open_results(moved).read_table("first_token")[["layer", "head"]]
+    extra["score"] = -extra["layer"].astype(float)
+    extra["score.by_head"] = extra["head"].astype(float)
+    ResultsDir(moved).write_table("layered", extra)
+    at = app_on(moved, monkeypatch)
+    measures = report.read_measures(moved)
+    assert measures.names == ["first_token", "layered", "layered.by_head", "previous_token"]
+    assert at.number_input(key="atlas_k").value == 2  # 8 heads: a quarter
+    for k in (2, 3):
+        at.number_input(key="atlas_k").set_value(k).run()
+        assert not at.exception
+        bullets = next(m.value for m in at.markdown if m.value.startswith("- "))
+        assert bullets == "\n".join(f"- {line}" for line in report.highlights(measures, k))
+        overlaps = next(d.value for d in at.dataframe if "jaccard" in d.value.columns)
+        pd.testing.assert_frame_equal(overlaps.reset_index(drop=True), report.overlap_table(measures, k).drop(columns=["k"]))
+    atlas = next(d.value for d in at.dataframe if "layered.by_head rank" in d.value.columns)
+    pd.testing.assert_frame_equal(atlas.reset_index(drop=True), report.atlas_table(measures), check_dtype=False)
+    assert len(atlas) == 8
+    jaccard = chart_titled(at, "Jaccard of the top 3")
+    assert values(jaccard["data"][0]["z"]).shape == (4, 4)
+    chart_titled(at, "Spearman rank correlation")
