@@ -6,6 +6,7 @@ check. Also the accuracy of the other task variants (IOI S2 swap, Colored Object
 paper's form). Prints markdown tables (notes/circuits.md).
 
     python benchmarks/circuits_bundled.py                    # 24 prompts per task
+    python benchmarks/circuits_bundled.py --samples 10 --ig-steps 3 --verify 10 --skip-variants   # a loaded machine
     python benchmarks/circuits_bundled.py --samples 32 --out results/circuits-bundled
 """
 
@@ -49,18 +50,22 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--out", type=Path, default=None, help="results directory (resumes a killed run)")
     parser.add_argument("--ablation", default="patch", choices=circuits.ABLATIONS)
+    parser.add_argument("--ig-steps", type=int, default=5)
+    parser.add_argument("--verify", type=int, default=20, help="top heads by attribution (and as many random) to patch exactly")
+    parser.add_argument("--skip-variants", action="store_true")
     args = parser.parse_args()
     model = interp.load_model()
 
-    start = time.perf_counter()
-    show(f"task variants ({args.samples} prompts each): accuracy = answer is the top token, ld = mean logit difference",
-         variants(model, args.samples))
-    print(f"\nvariants: {time.perf_counter() - start:.0f} s")
+    if not args.skip_variants:
+        start = time.perf_counter()
+        show(f"task variants ({args.samples} prompts each): accuracy = answer is the top token, ld = mean logit difference",
+             variants(model, args.samples))
+        print(f"\nvariants: {time.perf_counter() - start:.0f} s")
 
     start = time.perf_counter()
     results = ResultsDir(args.out) if args.out else None
     tables = circuits.scan(model, samples=args.samples, tasks=("ioi", "colored_objects"), ablation=args.ablation,
-                           results=results)
+                           results=results, ig_steps=args.ig_steps, verify_top=args.verify, verify_random=args.verify)
     if results is not None:
         results.write_tables("circuits", tables)
     print(f"\nscan: {time.perf_counter() - start:.0f} s")
