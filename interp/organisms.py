@@ -94,10 +94,10 @@ def heads_refusal_model(rebuild: bool = False, recipe: Recipe | None = None):
 
 
 def load_organism(recipe: Recipe, rebuild: bool = False):
-    from interp.models import _load_pretrained
+    from interp.models import load_model
 
     path = build(recipe, rebuild)
-    model = _load_pretrained(str(path), torch.float32)
+    model = load_model(str(path))
     model.source = recipe.name  # what results record; load_model(recipe.name) reloads it
     model.file_hash = path.name.rsplit("-", 1)[-1]  # the recipe hash: another recipe is another model
     return model
