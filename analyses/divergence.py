@@ -224,11 +224,11 @@ class Reinforcement:
 
 class _LayerByLayer:
     """The LayerEdit rule: at a selected layer, read each pair's divergence at the last
-    position, pick heads by the median rule (or take them from `fixed`), scale them in both
+    position, pick heads by the median rule, scale them in both
     rows of the pair, then let the forward go on to the next layer."""
 
-    def __init__(self, n_pairs: int, shape, alpha: float, filtered: bool, pick: str, fixed: torch.Tensor | None):
-        self.n, self.alpha, self.filtered, self.pick, self.fixed = n_pairs, alpha, filtered, pick, fixed
+    def __init__(self, n_pairs: int, shape, alpha: float, filtered: bool, pick: str):
+        self.n, self.alpha, self.filtered, self.pick = n_pairs, alpha, filtered, pick
         self.chosen = torch.zeros(n_pairs, *shape, dtype=torch.bool)
         self.scores = torch.full((n_pairs, *shape), float("nan"))
 
@@ -237,11 +237,8 @@ class _LayerByLayer:
             d = measures(z[: self.n, -1], z[self.n :, -1])  # [B, H]
             score = d.filtered if self.filtered else d.l2
             self.scores[:, layer] = score.cpu()
-            if self.fixed is not None:
-                self.chosen[:, layer] = self.fixed[:, layer]
-            else:
-                median = score.quantile(0.5, dim=-1, keepdim=True)
-                self.chosen[:, layer] = (score > median if self.pick == "top" else score < median).cpu()
+            median = score.quantile(0.5, dim=-1, keepdim=True)
+            self.chosen[:, layer] = (score > median if self.pick == "top" else score < median).cpu()
         chosen = self.chosen[:, layer].to(z.device)
         factor = 1 + (self.alpha - 1) * torch.cat([chosen, chosen]).to(z.dtype)  # both rows of a pair
         return z * factor[:, None, :, None]
@@ -249,17 +246,16 @@ class _LayerByLayer:
 
 @torch.no_grad()
 def reinforce_pairs(model, items: list[tuple[dict, object]], layers: list[int] | None = None, alpha: float = ALPHA,
-                    filtered: bool = True, pick: str = "top", fixed: torch.Tensor | None = None) -> Reinforcement:
+                    filtered: bool = True, pick: str = "top") -> Reinforcement:
     """VHR on B (inputs, span) pairs in one forward of 2B rows. pick="top": heads above the
-    layer median (the paper's rule); "bottom": below it (a control). fixed: bool [B, L, H]
-    heads to scale instead of choosing (random-head controls), same pass and same rows."""
+    layer median (the paper's rule); "bottom": below it (a control)."""
     if pick not in ("top", "bottom"):
         raise InterpError(f"pick must be 'top' or 'bottom', not '{pick}'")
     L = model.layout
     layers = default_layers(L.n_layers) if layers is None else sorted(layers)
     for layer in layers:
         L.check_head(layer, 0)
-    rule = _LayerByLayer(len(items), (L.n_layers, L.n_heads), alpha, filtered, pick, fixed)
+    rule = _LayerByLayer(len(items), (L.n_layers, L.n_heads), alpha, filtered, pick)
     batch = pair_batch(model, items)
     with model.intervene(LayerEdit(layers=layers, edit=rule)):
         logits = model.hf(**batch, logits_to_keep=1).logits[: len(items), -1].float()

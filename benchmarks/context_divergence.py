@@ -122,7 +122,7 @@ def fmt(triple, digits=2, percent=False) -> str:
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def experiment(model, limit: int | None) -> None:
+def experiment(model, limit: int | None, suppression_control: bool = False) -> None:
     items = dv.load_counterfactual()[:limit]
     pairs = [dv.context_prompt(model, item) for item in items]
     cf = torch.tensor([first_token(model, item["counterfactual"]) for item in items])
@@ -139,6 +139,12 @@ def experiment(model, limit: int | None) -> None:
     for filtered in (True, False):
         tag = "filter" if filtered else "no filter"
         top = vhr_all(model, pairs, filtered=filtered)
+        if suppression_control:  # only: the same number of random heads at alpha = 0.5
+            name = f"random heads (same count per layer), alpha=0.5, 10 seeds ({tag})"
+            diffs[name] = np.mean([diff(last_logits(model, [inputs for inputs, _ in pairs], scale_rows(
+                random_like(top.chosen, layers, seed), layers, 0.5))) for seed in range(10)], axis=0)
+            counts[name] = top.chosen.sum((1, 2)).float().mean().item()
+            break
         diffs[f"VHR top-CD heads, alpha=2 ({tag})"] = diff(top.logits)
         counts[f"VHR top-CD heads, alpha=2 ({tag})"] = top.chosen.sum((1, 2)).float().mean().item()
         per_seed = [diff(last_logits(model, [inputs for inputs, _ in pairs], scale_rows(random_like(top.chosen, layers, seed), layers, 2.0)))
@@ -173,13 +179,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", action="store_true", help="rewrite interp/data/counterfactual.jsonl")
     parser.add_argument("--limit", type=int, default=None, help="use the first N known items")
+    parser.add_argument("--suppression-control", action="store_true",
+                        help="run only the random-heads control of alpha = 0.5 (with the filter)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = interp.load_model()
     if args.build:
         build(model)
     else:
-        experiment(model, args.limit)
+        experiment(model, args.limit, args.suppression_control)
 
 
 if __name__ == "__main__":

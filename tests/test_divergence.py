@@ -245,3 +245,16 @@ def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tm
     heatmap = next(c for c in charts(at) if c["data"][0]["type"] == "heatmap")
     assert heatmap["layout"]["xaxis"]["range"] == [-0.5, 2.5]
     assert any("over 2 rows of vhd.samples" in c["layout"].get("title", {}).get("text", "") for c in charts(at))
+
+
+def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default_scan(tmp_path):
+    from interp.cli import analysis_modules, app
+    from tests.test_cli import save_tiny_model
+
+    assert not {"context", "vhd"} & set(analysis_modules(None))
+    assert analysis_modules("context,vhd")["vhd"].TAKES_IMAGE_FOLDER
+    tiny = save_tiny_model(tmp_path / "tiny")
+    result = CliRunner().invoke(app, ["scan", "--model", str(tiny), "--analyses", "vhd", "--images", str(tmp_path),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "vhd failed: vhd needs a vision-language model" in " ".join(result.output.split())
