@@ -16,7 +16,7 @@ import pandas as pd
 import interp
 from interp import tasks
 from interp.analyses import circuits
-from interp.results import open_results
+from interp.results import ResultsDir
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--ablation", default="patch", choices=circuits.ABLATIONS)
     parser.add_argument("--rank-by", default="ig", choices=circuits.METHODS)
     args = parser.parse_args()
-    results = open_results(args.dir)
+    results = ResultsDir(args.dir)
     model = interp.load_model()
     start = time.perf_counter()
     prepared, found, rows = {}, {}, []
