@@ -17,7 +17,8 @@ Attribution is first order and can miss heads, so a scan always verifies it: exa
 patching of the top heads by attribution plus random heads, with the rank correlation
 and the false negatives in its output.
 
-A circuit is the smallest set of top-ranked heads (by |importance|) whose faithfulness
+A circuit is the smallest set of top-ranked heads (by |importance|, or with order="signed"
+by importance, heads that work against the answer last) whose faithfulness
     f = (m(circuit) - m(empty)) / (m(full) - m(empty))
 reaches `target`; heads outside it are ablated at every position, by default with their
 output from the corrupted run ("patch", the counterfactual the importance was measured
@@ -47,10 +48,11 @@ from interp.tasks import Task, TaskBatch, make_task
 
 NAME = "circuits"
 PARAMS = ("samples", "max_length", "seed", "tasks", "ablation", "target", "rank_by", "exact", "verify_top",
-          "verify_random", "ig_steps", "positions")
+          "verify_random", "ig_steps", "positions", "order")
 DEFAULT_TASKS = ("ioi", "colored_objects")
 ABLATIONS = ("patch", "mean")
 METHODS = ("exact", "attribution", "ig")
+ORDERS = ("signed", "abs")
 RESERVED = {"heads", "overlap", "faithfulness", "verification", "summary"}  # other table names
 ROW_CHUNK = 256  # batch rows per patched forward
 FALSE_NEGATIVE = 0.05  # |exact effect| that a head missed by attribution must reach to count
@@ -378,13 +380,19 @@ def k_grid(n: int) -> list[int]:
 
 
 def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: float = 0.8, ablation: str = "patch",
-                 ks: list[int] | None = None) -> Circuit:
-    """The smallest top-k by |importance| with f >= target: f on a grid of k, then bisection
-    between the last grid point below the target and the first at or above it (so a curve
-    that dips between grid points can hide a smaller k: the flags say when it is not monotone)."""
+                 ks: list[int] | None = None, order: str = "abs") -> Circuit:
+    """The smallest top-k with f >= target: f on a grid of k, then bisection between the last
+    grid point below the target and the first at or above it (so a curve that dips between
+    grid points can hide a smaller k: the flags say when it is not monotone).
+    order "abs" (default): by |importance|, so heads that do not matter come last and negative
+    heads early; "signed": heads that move m towards the answer first, negative heads last (f
+    can exceed 1 while they are ablated, and heads of no importance come before them)."""
     if not 0 < target <= 1:
         raise InterpError(f"target faithfulness must be in (0, 1], got {target}")
-    order = importance.reindex(importance["score"].abs().sort_values(ascending=False, kind="stable").index)
+    if order not in ORDERS:
+        raise InterpError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    key = importance["score"] if order == "signed" else importance["score"].abs()
+    order = importance.reindex(key.sort_values(ascending=False, kind="stable").index)
     ranking = [(int(r.layer), int(r.head)) for r in order.itertuples()]
     n = len(ranking)
     ks = sorted(set(ks or k_grid(n)) | {0, n})
@@ -437,7 +445,7 @@ def overlap(a: set, b: set, n: int) -> dict:
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DEFAULT_TASKS, ablation="patch",
          target=0.8, rank_by="ig", exact="verify", verify_top=20, verify_random=20, ig_steps=5,
-         positions="last") -> dict[str, pd.DataFrame]:
+         positions="last", order="abs") -> dict[str, pd.DataFrame]:
     """Importance of every head for each task (attribution, integrated gradients, exact
     patching of the verified heads or of all heads with exact="all"), each task's circuit
     ranked by `rank_by`, and the overlap of every pair of circuits.
@@ -459,7 +467,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
         prepared[task.name] = prepare(model, task, max_length)
         if task.name not in done:
             done[task.name] = _task_tables(model, prepared[task.name], ablation, target, rank_by, exact, verify_top,
-                                           verify_random, ig_steps, positions, seed)
+                                           verify_random, ig_steps, positions, seed, order)
             if results is not None:
                 results.save_progress(NAME, task.name, done[task.name])
         outputs[task.name] = {k: pd.DataFrame(v) for k, v in done[task.name].items()}
@@ -511,7 +519,7 @@ def _task_list(model, tasks, n, seed) -> list[Task]:
 
 
 def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, verify_top, verify_random, ig_steps,
-                 positions, seed) -> dict[str, list[dict]]:
+                 positions, seed, order) -> dict[str, list[dict]]:
     """Everything measured on one task, as JSON-able records (saved as scan progress)."""
     name = prepared.task.name
     scores = {"attribution": gradient_scores(model, prepared, "attribution", positions),
@@ -521,7 +529,7 @@ def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, ve
         scores["exact"] = exact_all
     verification, check = verify(model, prepared, scores["attribution"], verify_top, verify_random, seed, positions,
                                  exact_all)
-    circuit = find_circuit(model, prepared, scores[rank_by], target, ablation)
+    circuit = find_circuit(model, prepared, scores[rank_by], target, ablation, order=order)
 
     heads = scores[rank_by][["layer", "head", "score"]].copy()
     for method, df in scores.items():
@@ -542,7 +550,7 @@ def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, ve
         "corrupt_accuracy": float(torch.cat([r.corrupt_correct for r in runs]).float().mean()),
         "clean_logit_diff": prepared.m_clean, "corrupt_logit_diff": prepared.m_corrupt,
         "clean_logit_diff_positive": float((torch.cat([r.clean for r in runs]) > 0).float().mean()),
-        "rank_by": rank_by, "ablation": ablation, "target": target, "circuit_size": len(circuit.heads),
+        "rank_by": rank_by, "order": order, "ablation": ablation, "target": target, "circuit_size": len(circuit.heads),
         "reached": circuit.reached, "faithfulness": circuit.faithfulness, "m_full": circuit.m_full,
         "m_empty": circuit.m_empty, "cpr": circuit.cpr, "cmd": circuit.cmd, "non_monotone": circuit.non_monotone,
         "exceeds_one": circuit.exceeds_one, **{f"verify_{k}": v for k, v in check.items()},

@@ -64,10 +64,14 @@ def main() -> None:
 
     start = time.perf_counter()
     results = ResultsDir(args.out) if args.out else None
+    if results is not None:  # a results directory the explorer can open: interp explore DIR
+        results.set_model(model.source, model.file_hash, model.layout.as_dict())
+        results.start_analysis("circuits", {"samples": args.samples, "ablation": args.ablation})
     tables = circuits.scan(model, samples=args.samples, tasks=("ioi", "colored_objects"), ablation=args.ablation,
                            results=results, ig_steps=args.ig_steps, verify_top=args.verify, verify_random=args.verify)
     if results is not None:
         results.write_tables("circuits", tables)
+        results.finish_analysis("circuits")
     print(f"\nscan: {time.perf_counter() - start:.0f} s")
     summary = tables["summary"].drop(columns=["description"])
     show("summary per task", summary.T.reset_index().rename(columns={"index": "field"}))

@@ -120,11 +120,11 @@ def test_every_method_scores_zero_outside_the_planted_set(planted):
     assert inside["score"].abs().min() > 1e-4  # ... while the planted heads matter
 
 
-@pytest.mark.parametrize("ablation", circuits.ABLATIONS)
-def test_circuit_stays_inside_the_planted_set_and_is_faithful(planted, ablation):
+@pytest.mark.parametrize("ablation,order", [("patch", "signed"), ("mean", "signed"), ("patch", "abs")])
+def test_circuit_stays_inside_the_planted_set_and_is_faithful(planted, ablation, order):
     model, prepared = planted
     importance = circuits.exact_patching(model, prepared)
-    circuit = circuits.find_circuit(model, prepared, importance, target=0.8, ablation=ablation)
+    circuit = circuits.find_circuit(model, prepared, importance, target=0.8, ablation=ablation, order=order)
     assert circuit.reached and set(circuit.heads) <= set(S)
     assert circuit.faithfulness >= 0.8
     assert abs(circuits.faithfulness_of(model, prepared, S, ablation) - 1) < 1e-4
