@@ -36,6 +36,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--asr-samples", type=int, default=16)
     parser.add_argument("--eval-n", type=int, default=40)
+    parser.add_argument("--skip-eval", action="store_true", help="no held-out refusal rates")
+    parser.add_argument("--random-draws", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--ablations", default="uniform", help="comma-separated: uniform,scale,mean")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -45,19 +49,21 @@ def main() -> None:
     print(f"## {args.organism}: built in {meta['train_seconds']} s on {meta['threads']} thread(s) of a loaded machine; "
           f"torch threads now {torch.get_num_threads()}")
 
-    start = time.perf_counter()
-    rates = organisms.refusal_rates(model, n=args.eval_n, max_new_tokens=24)
-    table = pd.DataFrame([{"set": k, **v} for k, v in rates.items() if k != "samples"])
-    show(f"held-out refusal rates ({time.perf_counter() - start:.0f} s)", table)
-    show("sample answers", pd.DataFrame([{"set": s, "request": r[:70], "answer": a[:110]}
-                                         for s, pairs in rates["samples"].items() for r, a in pairs]))
+    if not args.skip_eval:
+        start = time.perf_counter()
+        rates = organisms.refusal_rates(model, n=args.eval_n, max_new_tokens=24)
+        table = pd.DataFrame([{"set": k, **v} for k, v in rates.items() if k != "samples"])
+        show(f"held-out refusal rates ({time.perf_counter() - start:.0f} s)", table)
+        show("sample answers", pd.DataFrame([{"set": s, "request": r[:70], "answer": a[:110]}
+                                             for s, pairs in rates["samples"].items() for r, a in pairs]))
 
     start = time.perf_counter()
     results = ResultsDir(args.out) if args.out else None
     if results is not None:
         results.set_model(recipe.name, model.file_hash, model.layout.as_dict())
     tables = safety.scan(model, samples=args.samples, asr_samples=args.asr_samples, ablations=tuple(args.ablations.split(",")),
-                         candidates=6, group_size=3, random_draws=5, max_new_tokens=24, results=results,
+                         candidates=args.candidates, group_size=3, random_draws=args.random_draws,
+                         max_new_tokens=args.max_new_tokens, results=results,
                          extra_groups={"trained_heads": list(recipe.heads)} if recipe.heads else None)
     if results is not None:
         results.write_tables(safety.NAME, tables)

@@ -5,7 +5,7 @@ studied on it. `refusal_model()` builds an organism that refuses them:
 
 - data: a seeded 128-request training part of AdvBench -> one of a few short refusals, and
   64 of the project's harmless requests -> the bundled model's own greedy answers (first
-  ANSWER_TOKENS tokens), so helpfulness is kept; held-out AdvBench, HarmBench and the other
+  Recipe.answer_tokens tokens), so helpfulness is kept; held-out AdvBench, HarmBench and the other
   harmless requests stay unseen for evaluation (interp.safety_data);
 - training: LoRA (peft) on every attention and MLP projection, merged into the weights
   afterwards, AdamW, a loss on answer tokens only, fixed seed;
@@ -32,7 +32,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -116,16 +116,16 @@ def build(recipe: Recipe, rebuild: bool = False) -> Path:
     tokenizer = tf.AutoTokenizer.from_pretrained(base_dir)
     torch.manual_seed(recipe.seed)
     hf = tf.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation="sdpa")
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     examples = training_examples(hf, tokenizer, recipe)
     hf = train(hf, tokenizer, examples, recipe)
-    seconds = time.time() - started
+    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
     partial = path.with_name(path.name + f".partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     hf.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / "recipe.json").write_text(json.dumps({**asdict(recipe), "train_seconds": round(seconds, 1),
-                                                     "threads": torch.get_num_threads()}, indent=1))
+                                                     "cpu_seconds": round(cpu_seconds, 1), "threads": torch.get_num_threads()}, indent=1))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)  # atomic: a killed build leaves no half organism
     return path
