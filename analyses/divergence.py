@@ -449,13 +449,12 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
 class Analysis:
     """What the registry and `interp scan` use: a scan() and the PARAMS that identify a run."""
 
-    def __init__(self, name: str, scan, params: tuple[str, ...], takes_image_folder: bool = False):
-        self.NAME, self.scan, self.PARAMS = name, scan, params
-        self.TAKES_IMAGE_FOLDER = takes_image_folder  # `interp scan --images DIR` passes images=DIR
+    def __init__(self, name: str, scan, params: tuple[str, ...]):
+        self.NAME, self.scan, self.PARAMS = name, scan, params  # `interp scan --images DIR` passes images= (in PARAMS)
 
 
 CONTEXT = Analysis("context", scan_context, ("samples", "max_length", "seed", "items"))
-VHD = Analysis("vhd", scan_vhd, ("samples", "max_length", "seed", "images", "prompt", "max_new_tokens", "k"), True)
+VHD = Analysis("vhd", scan_vhd, ("samples", "max_length", "seed", "images", "prompt", "max_new_tokens", "k"))
 
 
 def scan(model, **options) -> dict[str, pd.DataFrame]:

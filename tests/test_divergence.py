@@ -252,7 +252,7 @@ def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default
     from tests.test_cli import save_tiny_model
 
     assert not {"context", "vhd"} & set(analysis_modules(None))
-    assert analysis_modules("context,vhd")["vhd"].TAKES_IMAGE_FOLDER
+    assert "images" in analysis_modules("context,vhd")["vhd"].PARAMS
     tiny = save_tiny_model(tmp_path / "tiny")
     result = CliRunner().invoke(app, ["scan", "--model", str(tiny), "--analyses", "vhd", "--images", str(tmp_path),
                                       "--out", str(tmp_path / "out")])
