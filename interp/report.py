@@ -181,7 +181,8 @@ def highlights(measures: Measures, k: int | None = None, limit: int = 12) -> lis
     correlations, measures without scores."""
     k = default_k(measures) if k is None else int(k)
     overlaps = overlap_table(measures, k)
-    across = overlaps[[measures.analysis[a] != measures.analysis[b] for a, b in zip(overlaps.a, overlaps.b)]]
+    # pairs from different analyses (a Series mask: a plain empty list would select columns)
+    across = overlaps[overlaps.a.map(measures.analysis) != overlaps.b.map(measures.analysis)]
     lines = [f"{m} has no scores (every head is NaN), so it takes part in no comparison."
              for m in measures.names if measures.scores[m].isna().all()]
     # heads in the top k of measures of two or more analyses, grouped by the exact set of measures
