@@ -44,6 +44,7 @@ def sides(n: int) -> dict:
         "stats, LSE found (two passes)": lambda: stats(),
         "stats, LSE given (worker pool)": lambda: stats(lse=lse),
         "stats, LSE given, torch threads": on_torch_threads,
+        "LSE only (two passes)": lambda: attention_stats(q, k, requests=StatsRequest(lse=True), scale=0.125),
     }
 
 

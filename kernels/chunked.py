@@ -161,8 +161,8 @@ def _normalised(mass: torch.Tensor, inv_l) -> torch.Tensor:
 
 def chunked_stats(q, k, req: StatsRequest, *, scale, causal, q_offset, key_padding, mask, sliding_window,
                   softcap, spans, pooled, key_match=None, lse=None, chunk_size=None) -> dict[str, torch.Tensor]:
-    """lse [B, Hq, Nq] (natural log, -inf where a query sees no key), when given, replaces the max and sum
-    passes: every statistic comes from one sweep over p = exp(s - lse)."""
+    """lse [B, Hq, Nq] (natural log, -inf where a query sees no key), when given, replaces the row-sum pass
+    and, unless the argmax is asked, the max pass: the statistics come from p = exp(s - lse) directly."""
     sweep = _Sweep(q, k, req, scale=scale, causal=causal, q_offset=q_offset, key_padding=key_padding, mask=mask,
                    sliding_window=sliding_window, softcap=softcap, spans=spans, pooled=pooled, key_match=key_match,
                    lse=lse, chunk_size=chunk_size)
