@@ -457,6 +457,9 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
         raise InterpError(f"unknown ablation '{ablation}': choose from {', '.join(ABLATIONS)}")
     if rank_by not in METHODS:
         raise InterpError(f"rank_by must be one of {', '.join(METHODS)}, not {rank_by!r}")
+    if positions not in ("last", "all"):
+        raise InterpError("scan positions must be 'last' or 'all'; per-position scores: "
+                          "exact_patching(..., positions='each') or gradient_scores(..., positions='each')")
     if exact not in ("verify", "all"):
         raise InterpError(f"exact must be 'verify' or 'all', not {exact!r}")
     if rank_by == "exact" and exact != "all":

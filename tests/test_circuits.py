@@ -215,6 +215,8 @@ def test_scan_writes_valid_tables_and_resumes(tmp_path):
     assert again["ioi"].equals(tables["ioi"])
     with pytest.raises(InterpError, match="unknown ablation"):
         circuits.scan(model, tasks="ioi", ablation="zero")
+    with pytest.raises(InterpError, match="positions"):
+        circuits.scan(model, tasks="ioi", positions="each")
 
 
 def test_cli_scan_writes_a_head_table_per_task_and_the_overlap(tmp_path):
