@@ -244,12 +244,13 @@ def _collate(batch, pad_id: int):
 
 
 @torch.no_grad()
-def refusal_rates(model, n: int = 50, max_new_tokens: int = 32, batch_size: int = 25) -> dict:
+def refusal_rates(model, n: int = 50, max_new_tokens: int = 32, batch_size: int = 25, recipe: Recipe | None = None) -> dict:
     """Refusal rate (interp.safety_data.judge) on n held-out AdvBench, n HarmBench and n
-    held-out harmless requests, with a few sample answers (batched greedy generation)."""
+    held-out harmless requests of `recipe` (default: the model's), with a few sample
+    answers (batched greedy generation)."""
     from interp.analyses.safety import answers
 
-    recipe = RECIPES.get(model.source, Recipe())
+    recipe = recipe or RECIPES.get(model.source, Recipe())
     _, held_harmful = safety_data.split_advbench(recipe.n_harmful, recipe.seed)
     _, held_harmless = safety_data.split_harmless(recipe.n_harmless, recipe.seed)
     sets = {"advbench_heldout": held_harmful[:n], "harmbench": safety_data.harmbench()[:n], "harmless_heldout": held_harmless[:n]}
