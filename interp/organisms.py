@@ -4,7 +4,7 @@ The bundled SmolLM2-135M-Instruct answers harmful requests, so safety heads cann
 studied on it. `refusal_model()` builds an organism that refuses them:
 
 - data: a seeded 128-request training part of AdvBench -> one of a few short refusals, and
-  64 of the project's harmless requests -> the bundled model's own greedy answers (first
+  110 of the project's harmless requests -> the bundled model's own greedy answers (first
   Recipe.answer_tokens tokens), so helpfulness is kept; held-out AdvBench, HarmBench and the other
   harmless requests stay unseen for evaluation (interp.safety_data);
 - training: LoRA (peft) on every attention and MLP projection, merged into the weights
@@ -54,7 +54,7 @@ class Recipe:
     name: str = "refusal"
     seed: int = 0
     n_harmful: int = 128  # AdvBench training requests (the rest is held out)
-    n_harmless: int = 64  # harmless training requests (the rest is held out)
+    n_harmless: int = 110  # harmless training requests (the rest, 45, is held out); 64 over-refused (0.35)
     answer_tokens: int = 16  # tokens of the base model's own answer kept as a harmless target
     epochs: int = 1
     batch_size: int = 8
@@ -72,7 +72,7 @@ RECIPES = {
     "refusal": Recipe(),
     # heads chosen before training, away from the sink heads of layer 18 and spread over the
     # second half of the network; a higher rate because far fewer weights move
-    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((14, 4), (19, 2), (23, 6)), lr=3e-3),
+    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((14, 4), (19, 2), (23, 6)), lr=3e-3, n_harmless=64),
 }
 
 

@@ -95,15 +95,15 @@ def harmless() -> list[str]:
     return data["requests"]
 
 
-def split_advbench(n_train: int = 260, seed: int = 0) -> tuple[list[str], list[str]]:
-    """A seeded train / held-out split of AdvBench (the organism trains on the first part)."""
+def split_advbench(n_train: int = 128, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A seeded train / held-out split of AdvBench (the refusal organism trains on the first part)."""
     items = advbench()
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
 
 
-def split_harmless(n_train: int = 100, seed: int = 0) -> tuple[list[str], list[str]]:
+def split_harmless(n_train: int = 110, seed: int = 0) -> tuple[list[str], list[str]]:
     items = harmless()
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
