@@ -112,6 +112,15 @@ def test_a_killed_rank_resumes_its_shard(tiny_long_dir, reference, tmp_path):  #
 # ---- the mechanism on an analysis with two loops (the second needs the first's results) ---------------
 
 
+@pytest.fixture
+def plain_main(monkeypatch):
+    """Spawned ranks re-import the parent's __main__ module; after an in-process Streamlit
+    AppTest that is the app script. A bare __main__ keeps the ranks to the test's own code."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+
 def free_port() -> int:
     import socket
 
@@ -120,7 +129,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
+def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path, plain_main):
     import json
 
     import torch.multiprocessing as mp
@@ -139,7 +148,7 @@ def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path):
     assert len(ranks[0]["computed"]) == 8 and len(ranks[1]["computed"]) == 6  # each sample once: 4 + 4 and 3 + 3
 
 
-def test_an_error_in_one_rank_ends_every_rank(tmp_path):
+def test_an_error_in_one_rank_ends_every_rank(tmp_path, plain_main):
     import torch.multiprocessing as mp
 
     from interp.results import ResultsDir
