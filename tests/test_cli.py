@@ -339,16 +339,9 @@ def test_bad_input_gives_one_line_error(case, tiny_dir, tmp_path, analyses, monk
 
 def save_tiny_long_model(directory: Path) -> Path:
     """A tiny random llama with 1024 positions: room for retrieval's haystacks."""
-    import torch
-    import transformers as tf
+    from tests.tiny import save_tiny_llama
 
-    from tests.tiny import SMALL
-
-    torch.manual_seed(0)
-    config = tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2, "max_position_embeddings": 1024})
-    tf.LlamaForCausalLM(config).save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
+    return save_tiny_llama(directory, max_position_embeddings=1024)
 
 
 @pytest.fixture(scope="session")

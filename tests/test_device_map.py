@@ -4,14 +4,13 @@ layers of a tiny llama offloaded to disk, captures and ablation effects equal th
 import pandas as pd
 import pytest
 import torch
-import transformers as tf
 from typer.testing import CliRunner
 
 from interp import InterpError, ScaleAttention, StatsRequest, ZeroAblation, load_model
 from interp.ablation import Mode, ablation_effect, make_intervention
 from interp.cli import app
 from interp.results import open_results
-from tests.tiny import SMALL, tiny_tokenizer
+from tests.tiny import save_tiny_llama
 
 TOL = 1e-5
 PROMPT = "w3 w14 w15 w9 w26 w5 w35 w8 w9 w7 w9 w32"
@@ -22,12 +21,7 @@ HALF_ON_DISK = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.l
 
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny-llama-4")
-    torch.manual_seed(0)
-    config = tf.LlamaConfig(**{**SMALL, "num_hidden_layers": 4, "num_key_value_heads": 2})
-    tf.LlamaForCausalLM(config).save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-4"), num_hidden_layers=4)
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,12 @@ def tiny_tokenizer(vocab_size=90):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     return tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
+
+
+def save_tiny_llama(directory, seed: int = 0, **config):
+    """A tiny random llama (SMALL with 2 KV heads, overridden by `config`) and its tokenizer
+    saved to `directory`, for code that loads models from a path (CLI, device maps)."""
+    torch.manual_seed(seed)
+    tf.LlamaForCausalLM(tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2, **config})).save_pretrained(directory)
+    tiny_tokenizer().save_pretrained(directory)
+    return directory
