@@ -52,7 +52,7 @@ REFUSAL_STARTS = ("I", "Sorry", "As", "Unfortunately", "My")  # first words of r
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=None, harmless=None,
          ablations=("uniform", "scale", "mean"), eps=1e-5, group_size=3, candidates=10, rank=1, random_draws=5,
          asr_samples=32, max_new_tokens=32, penalty=1.0, max_nll=5.0, min_refusal=0.5, direction_layer=None,
-         judge=None, refusal_tokens=REFUSAL_STARTS, extra_groups=None, batch_rows=90) -> dict[str, pd.DataFrame]:
+         judge=None, refusal_tokens=REFUSAL_STARTS, extra_groups=None, batch_rows=18) -> dict[str, pd.DataFrame]:
     """Ships, Sahara, ASR and specificity for every head (see module doc).
 
     harmful / harmless: request lists, files for interp.safety_data.load_requests or names
@@ -180,25 +180,34 @@ def log_odds(logp: torch.Tensor, ids: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def head_effects(model, text: str, kind: str = "uniform", eps: float = 1e-5, means=None, batch_rows: int = 90,
+def head_effects(model, text: str, kind: str = "uniform", eps: float = 1e-5, means=None, batch_rows: int = 18,
                  heads=None, refusal_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
     """For every head (or `heads`): KL(base || ablated) of the next-token distribution at the
     first answer position, and the drop of the refusal-token log-odds, [n_heads] each.
-    Heads run as rows of batched forwards, batch_rows heads per forward."""
+
+    Heads run as rows of batched forwards (one head ablated per row, batch_rows rows per
+    forward, in layer order). A row differs from the clean run only from its head's layer
+    on, so each forward starts at the layer of its first head from the clean run's residual
+    stream there (model.start_at): on average half the layers, which matters on a CPU,
+    where a batched forward costs as much arithmetic as its rows run one by one."""
     heads = all_heads(model) if heads is None else list(heads)
     ids = refusal_token_ids(model.tokenizer) if refusal_ids is None else refusal_ids
     inputs = model.tokenize(text, chat=True)
-    base = torch.log_softmax(model.hf(**inputs, logits_to_keep=1).logits[:, -1].float(), dim=-1)
-    kls, drops = [], []
-    for start in range(0, len(heads), batch_rows):
-        chunk = heads[start : start + batch_rows]
+    with model.capture(resid_pre=True) as cap:
+        base = torch.log_softmax(model.hf(**inputs, logits_to_keep=1).logits[:, -1].float(), dim=-1)
+    order = sorted(range(len(heads)), key=lambda i: heads[i])
+    kl, drop = torch.empty(len(heads)), torch.empty(len(heads))
+    for start in range(0, len(order), batch_rows):
+        rows = order[start : start + batch_rows]
+        chunk = [heads[i] for i in rows]
         batch = {k: v.expand(len(chunk), -1) for k, v in inputs.items()}
         ivs = [ablation(kind, [head], eps, means, rows=[row]) for row, head in enumerate(chunk)]
-        with model.intervene(*ivs):
+        first_layer = chunk[0][0]
+        with model.start_at(first_layer, cap.resid_pre[:, first_layer].expand(len(chunk), -1, -1)), model.intervene(*ivs):
             logp = torch.log_softmax(model.hf(**batch, logits_to_keep=1).logits[:, -1].float(), dim=-1)
-        kls.append((base.exp() * (base - logp)).sum(-1))
-        drops.append(log_odds(base, ids) - log_odds(logp, ids))
-    return torch.cat(kls), torch.cat(drops)
+        kl[rows] = (base.exp() * (base - logp)).sum(-1).cpu()
+        drop[rows] = (log_odds(base, ids) - log_odds(logp, ids)).cpu()
+    return kl, drop
 
 
 def head_table(model, per_sample: pd.DataFrame, ablations, penalty: float) -> pd.DataFrame:

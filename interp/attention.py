@@ -90,6 +90,33 @@ class HeadRuntime:
         self._hook_handles = []
         self.q_offset.clear()
 
+    @contextmanager
+    def start_at(self, layer: int, hidden: torch.Tensor):
+        """Forwards inside the block skip the layers below `layer` and feed `hidden` (the
+        residual stream entering `layer`, [batch, positions, d_model]) into it. Rows that
+        differ from a clean run only from `layer` on (a head of `layer` ablated) then cost
+        only the layers they differ in. Always restores the blocks."""
+        if not 0 <= layer < len(self.sites) or any(site.block is None for site in self.sites):
+            raise InterpError(f"cannot start at layer {layer}: it must be in range and the layer blocks found")
+
+        def feed(module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            if x.shape != hidden.shape:
+                raise InterpError(f"start_at: the forward's hidden states are {tuple(x.shape)} but {tuple(hidden.shape)} were given")
+            fed = hidden.to(dtype=x.dtype, device=x.device)
+            return ((fed, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": fed})
+
+        skipped = [site.block for site in self.sites[:layer]]
+        handle = self.sites[layer].block.register_forward_pre_hook(feed, with_kwargs=True, prepend=True)  # before captures read it
+        try:
+            for block in skipped:  # an instance attribute shadows the class's forward
+                block.forward = _pass_hidden_states
+            yield
+        finally:
+            for block in skipped:
+                block.__dict__.pop("forward", None)
+            handle.remove()
+
     # ---- block input: the residual stream entering the layer ------------------------------
 
     def on_layer_input(self, site: AttentionSite, args: tuple, kwargs: dict) -> None:
@@ -150,6 +177,11 @@ class HeadRuntime:
             cap.record(site.layer, "resid", torch.einsum("bhpd,hdm->bhpm", z, w_o))
         if not cap.spec.wants_attention:  # else the attention side recorded them already
             cap.record(site.layer, "positions", (queries + q_offset)[None, None])
+
+
+def _pass_hidden_states(hidden_states, *args, **kwargs):
+    """A skipped layer (HeadRuntime.start_at): its output is its input."""
+    return hidden_states
 
 
 def interp_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -115,6 +115,12 @@ class InterpModel:
             self.heads(iv.heads)
         return self.runtime.active(list(interventions))
 
+    def start_at(self, layer: int, hidden: torch.Tensor):
+        """`with model.start_at(12, resid):` forwards skip layers 0..11 and feed `resid` (the
+        residual stream entering layer 12, e.g. a clean run's cap.resid_pre[:, 12]) into
+        layer 12; combine with interventions on layers >= 12."""
+        return self.runtime.start_at(layer, hidden)
+
     # ---- running --------------------------------------------------------------------------
 
     def tokenize(self, texts: str | list[str], chat: bool = False, **kwargs) -> dict:
