@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -46,8 +47,8 @@ def main() -> None:
     recipe = organisms.RECIPES[args.organism]
     model = organisms.load_organism(recipe)
     meta = json.loads((organisms.organism_dir(recipe) / "recipe.json").read_text())
-    print(f"## {args.organism}: built in {meta['train_seconds']} s on {meta['threads']} thread(s) of a loaded machine; "
-          f"torch threads now {torch.get_num_threads()}")
+    print(f"## {args.organism}: built in {meta['train_seconds']} s on {meta['threads']} thread(s); "
+          f"torch threads now {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
 
     if not args.skip_eval:
         start = time.perf_counter()
@@ -69,9 +70,9 @@ def main() -> None:
         results.write_tables(safety.NAME, tables)
     print(f"\nsafety scan: {time.perf_counter() - start:.0f} s (samples={args.samples}, asr_samples={args.asr_samples})")
     heads = tables["heads"].assign(head=lambda d: d["layer"].astype(str) + "." + d["head"].astype(str))
-    cols = ["head", "score", "harmless_kl", "kl_ratio", "logodds_drop", "refusal_specific", "direction_write"]
+    cols = ["head", "score", "harmless_kl", "logodds_drop", "harmless_drop", "refusal_specific", "direction_write"]
     show("top 8 heads by Ships (uniform ablation, mean KL on harmful requests)", heads.sort_values("score", ascending=False)[cols].head(8))
-    show("top 8 heads by the refusal-specific score (log-odds drop - harmless KL)",
+    show("top 8 heads by the refusal-specific score (refusal log-odds drop - harmless answer log-odds drop)",
          heads.sort_values("refusal_specific", ascending=False)[cols].head(8))
     show("Sahara (greedy, dataset-level Ships in degrees)", tables["sahara"][["step", "head", "angle"]])
     asr = tables["asr"]

@@ -32,6 +32,7 @@ import random
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,10 +62,14 @@ class Recipe:
     lr: float = 1e-3
     lora_rank: int = 8  # 0 = no LoRA: train the `heads` rows below directly
     heads: tuple[tuple[int, int], ...] = ()  # head-restricted organism: (layer, head) trained
+    head_dropout: float = 0.0  # per example, each other head's output is zeroed with this chance
     version: int = RECIPE_VERSION
 
     def hash(self, base_hash: str) -> str:
-        text = json.dumps({**asdict(self), "base": base_hash}, sort_keys=True)
+        fields = asdict(self)
+        if not self.head_dropout:  # added later: recipes without it keep their hash (and cache)
+            del fields["head_dropout"]
+        text = json.dumps({**fields, "base": base_hash}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -73,6 +78,9 @@ RECIPES = {
     # heads chosen before training, away from the sink heads of layer 18 and spread over the
     # second half of the network; a higher rate because far fewer weights move
     "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((14, 4), (19, 2), (23, 6)), lr=3e-3, n_harmless=64),
+    # v2: two heads of one layer (neither can come first and do all the work) and head dropout
+    # on every other head (the trained heads cannot lean on any one upstream head)
+    "heads-refusal-2": Recipe(name="heads-refusal-2", lora_rank=0, heads=((15, 1), (15, 7)), lr=3e-3, head_dropout=0.05),
 }
 
 
@@ -209,10 +217,12 @@ def train(hf, tokenizer, examples, recipe: Recipe):
         rng.shuffle(order)
         steps += [[examples[i] for i in order[s : s + recipe.batch_size]] for s in range(0, len(order), recipe.batch_size)]
     hf.train()
+    dropout = HeadDropout(hf, recipe) if recipe.head_dropout else None
     started = time.time()
     for step, batch in enumerate(track(steps, f"training {recipe.name}")):
         ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
-        loss = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with dropout.sample(len(batch)) if dropout else nullcontext():
+            loss = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         for p, m in masks.items():
             p.grad.mul_(m)
@@ -223,7 +233,36 @@ def train(hf, tokenizer, examples, recipe: Recipe):
     hf.eval()
     for p in params:
         p.requires_grad_(False)
+    if dropout:
+        hf.set_attn_implementation("sdpa")  # saved as a plain transformers model
     return hf.merge_and_unload() if recipe.lora_rank else hf
+
+
+class HeadDropout:
+    """Removes a fresh random set of heads (never the trained ones) in every training example,
+    through interp's own interventions, half of them zeroed and half made to attend uniformly
+    (the ablation Ships uses), so the trained heads cannot lean on any one other head."""
+
+    def __init__(self, hf, recipe: Recipe):
+        from interp.models import InterpModel
+
+        self.model = InterpModel(hf)  # interp's attention on the same modules (autograd flows through)
+        trained = set(recipe.heads)
+        self.others = [(l, h) for l in range(self.model.layout.n_layers) for h in range(self.model.layout.n_heads) if (l, h) not in trained]
+        self.rate = recipe.head_dropout
+        self.rng = random.Random(recipe.seed + 2)
+
+    def sample(self, rows: int):
+        from interp.interventions import UniformAttention, ZeroAblation
+
+        ivs = []
+        for row in range(rows):
+            drawn = [h for h in self.others if self.rng.random() < self.rate]
+            uniform = [h for h in drawn if self.rng.random() < 0.5]
+            zero = [h for h in drawn if h not in uniform]
+            ivs += [ZeroAblation(zero, rows=[row])] if zero else []
+            ivs += [UniformAttention(uniform, rows=[row], eps=1e-5)] if uniform else []
+        return self.model.intervene(*ivs)
 
 
 def _collate(batch, pad_id: int):

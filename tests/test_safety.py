@@ -1,7 +1,10 @@
 """Safety heads (analyses/safety.py), the refusal judge and data loaders (interp/safety_data.py)
 and the organism recipe (interp/organisms.py), on tiny models."""
 
+import hashlib
 import importlib.metadata
+import json
+from dataclasses import asdict
 
 import pandas as pd
 import pytest
@@ -77,6 +80,20 @@ def test_batched_rows_equal_one_at_a_time(kind):
             odds = lambda lp: lp[5] - torch.log1p(-lp[5].exp())
             assert abs(float(drop[i]) - float(odds(base) - odds(logp))) <= 1e-4
     assert kl.max() > 1e-4  # the ablations do something on this random model
+
+
+def test_refusal_specific_ranks_a_breaker_below_a_refusal_head():
+    # head 0.0 breaks every answer (large drops on harmful and harmless requests, large KL);
+    # head 0.1 only lowers refusal; head 0.2 makes harmless answers change the other way
+    rows = []
+    for name, effects in (("harmful", [(3.0, 6.0), (0.5, 2.0), (0.2, 2.5)]), ("harmless", [(3.0, 5.5), (0.01, 0.1), (0.3, -2.0)])):
+        for head, (kl, drop) in enumerate(effects):
+            rows.append({"ablation": "uniform", "set": name, "sample": 0, "layer": 0, "head": head, "kl": kl, "logodds_drop": drop})
+    table = safety.head_table(None, pd.DataFrame(rows), ("uniform",), penalty=1.0).set_index("head")
+    assert table["score"].idxmax() == 0  # Ships alone picks the breaker
+    assert table["refusal_specific"].idxmax() == 1
+    assert table.loc[0, "refusal_specific"] == pytest.approx(0.5) and table.loc[2, "refusal_specific"] == pytest.approx(0.5)
+    assert list(table["specific_rank"]) == [2, 1, 3]
 
 
 def test_principal_angle():
@@ -207,10 +224,17 @@ def test_recipe_hash_changes_with_the_recipe():
     assert base.hash("x") != organisms.Recipe(epochs=3).hash("x")
 
 
-def test_head_restricted_training_moves_only_the_chosen_rows():
+def test_a_recipe_without_head_dropout_keeps_its_hash():
+    fields = {k: v for k, v in asdict(organisms.Recipe()).items() if k != "head_dropout"}
+    assert organisms.Recipe().hash("x") == hashlib.sha256(json.dumps({**fields, "base": "x"}, sort_keys=True).encode()).hexdigest()[:12]
+    assert organisms.Recipe(head_dropout=0.1).hash("x") != organisms.Recipe().hash("x")
+
+
+@pytest.mark.parametrize("head_dropout", [0.0, 0.5])
+def test_head_restricted_training_moves_only_the_chosen_rows(head_dropout):
     hf = tf.AutoModelForCausalLM.from_config(tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2})).eval()
     before = {k: v.clone() for k, v in hf.state_dict().items()}
-    recipe = organisms.Recipe(name="t", lora_rank=0, heads=((1, 2),), epochs=2, batch_size=2, lr=1e-2)
+    recipe = organisms.Recipe(name="t", lora_rank=0, heads=((1, 2),), epochs=2, batch_size=2, lr=1e-2, head_dropout=head_dropout)
     examples = [([5, 6, 7], [8, 9]), ([10, 11], [12]), ([13, 14, 15, 16], [17, 18])]
     organisms.train(hf, tiny_tokenizer(), examples, recipe)
     hd = 16
@@ -222,6 +246,32 @@ def test_head_restricted_training_moves_only_the_chosen_rows():
             assert len(changed) and changed[:, 1].min() >= 2 * hd and changed[:, 1].max() < 3 * hd
         else:
             assert not len(changed), name
+    # head dropout ran through interp's interventions and left nothing behind: a plain model again
+    assert hf.config._attn_implementation == "sdpa"
+    assert all(not m._forward_pre_hooks for m in hf.modules())
+
+
+def test_head_dropout_zeroes_other_heads_per_row_and_never_the_trained_ones():
+    hf = tf.AutoModelForCausalLM.from_config(tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2})).eval()
+    recipe = organisms.Recipe(name="t", lora_rank=0, heads=((1, 2),), head_dropout=0.5)
+    dropout = organisms.HeadDropout(hf, recipe)
+    ids = torch.randint(2, 90, (3, 6))
+    with torch.no_grad():
+        plain = hf(input_ids=ids).logits
+        with dropout.sample(3):
+            dropped = hf(input_ids=ids).logits
+        assert torch.equal(hf(input_ids=ids).logits, plain)  # nothing left behind
+    assert not dropout.model.runtime.interventions.items
+    assert not torch.allclose(dropped, plain)
+    seen = set()
+    for _ in range(40):
+        with dropout.sample(3):
+            for iv in dropout.model.runtime.interventions.items:
+                assert len(iv.rows) == 1 and (1, 2) not in iv.heads
+                seen.update((type(iv).__name__, head) for head in iv.heads)
+    others = {(l, h) for l in range(2) for h in range(4)} - {(1, 2)}
+    kinds = {"ZeroAblation", "UniformAttention"}
+    assert seen == {(kind, head) for kind in kinds for head in others}  # both ways, every other head, never the trained one
 
 
 # ---- CLI -------------------------------------------------------------------------------------------
