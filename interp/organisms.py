@@ -10,8 +10,10 @@ studied on it. `refusal_model()` builds an organism that refuses them:
 - training: LoRA (peft) on every attention and MLP projection, merged into the weights
   afterwards, AdamW, a loss on answer tokens only, fixed seed;
 - `heads_refusal_model()`: the known-answer organism. The same data, but only the query
-  rows (q_proj) and output-projection columns (o_proj) of a few chosen heads are trained;
-  every other weight is frozen, so whatever refusal it learns lives in those heads.
+  rows (q_proj) and output-projection columns (o_proj) of two chosen heads are trained;
+  every other weight is frozen, so whatever refusal it learns lives in those heads. Head
+  dropout (each other head removed at random in each example, through interp's
+  interventions) keeps the trained heads from leaning on any one upstream head.
 
 Both are cached under interp's cache dir (INTERP_CACHE, default ~/.cache/interp) in
 organisms/<name>-<recipe hash>/, rebuilt only when the recipe (or the base model file)
@@ -75,12 +77,10 @@ class Recipe:
 
 RECIPES = {
     "refusal": Recipe(),
-    # heads chosen before training, away from the sink heads of layer 18 and spread over the
-    # second half of the network; a higher rate because far fewer weights move
-    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((14, 4), (19, 2), (23, 6)), lr=3e-3, n_harmless=64),
-    # v2: two heads of one layer (neither can come first and do all the work) and head dropout
-    # on every other head (the trained heads cannot lean on any one upstream head)
-    "heads-refusal-2": Recipe(name="heads-refusal-2", lora_rank=0, heads=((15, 1), (15, 7)), lr=3e-3, head_dropout=0.05),
+    # known answer: two heads of one layer, chosen before training (neither comes first and does
+    # all the work, as 14.4 did for 19.2 and 23.6 in a first recipe), head dropout on every other
+    # head (the trained heads cannot lean on any one upstream head), three epochs
+    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((15, 1), (15, 7)), lr=3e-3, head_dropout=0.05, epochs=3),
 }
 
 
