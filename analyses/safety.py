@@ -56,7 +56,7 @@ REFUSAL_STARTS = ("I", "Sorry", "As", "Unfortunately", "My")  # first words of r
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=None, harmless=None,
          ablations=("uniform", "scale", "mean"), eps=1e-5, group_size=3, candidates=10, rank=1, random_draws=5,
          asr_samples=32, max_new_tokens=32, penalty=1.0, max_nll=5.0, min_refusal=0.5, direction_layer=None,
-         judge=None, refusal_tokens=REFUSAL_STARTS, extra_groups=None, batch_rows=18,
+         judge=None, refusal_tokens=REFUSAL_STARTS, extra_groups=None, batch_rows=27,
          sahara_candidates="specific") -> dict[str, pd.DataFrame]:
     """Ships, Sahara, ASR and specificity for every head (see module doc).
 
@@ -195,7 +195,7 @@ def log_odds(logp: torch.Tensor, ids: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def head_effects(model, text: str, kind: str = "uniform", eps: float = 1e-5, means=None, batch_rows: int = 18,
+def head_effects(model, text: str, kind: str = "uniform", eps: float = 1e-5, means=None, batch_rows: int = 27,
                  heads=None, refusal_ids=None, own_answer: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """For every head (or `heads`): KL(base || ablated) of the next-token distribution at the
     first answer position, and the drop of the refusal-token log-odds, [n_heads] each

@@ -107,14 +107,20 @@ class HeadRuntime:
             return ((fed, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": fed})
 
         skipped = [site.block for site in self.sites[:layer]]
+        # an instance attribute shadows the class's forward; accelerate (device_map) keeps its own
+        # wrapper there, so whatever was there is put back
+        saved = [block.__dict__.get("forward") for block in skipped]
         handle = self.sites[layer].block.register_forward_pre_hook(feed, with_kwargs=True, prepend=True)  # before captures read it
         try:
-            for block in skipped:  # an instance attribute shadows the class's forward
+            for block in skipped:
                 block.forward = _pass_hidden_states
             yield
         finally:
-            for block in skipped:
-                block.__dict__.pop("forward", None)
+            for block, forward in zip(skipped, saved):
+                if forward is None:
+                    block.__dict__.pop("forward", None)
+                else:
+                    block.forward = forward
             handle.remove()
 
     # ---- block input: the residual stream entering the layer ------------------------------

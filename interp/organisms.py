@@ -64,7 +64,7 @@ class Recipe:
     lr: float = 1e-3
     lora_rank: int = 8  # 0 = no LoRA: train the `heads` rows below directly
     heads: tuple[tuple[int, int], ...] = ()  # head-restricted organism: (layer, head) trained
-    head_dropout: float = 0.0  # per example, each other head's output is zeroed with this chance
+    head_dropout: float = 0.0  # per example, each other head is removed (zeroed or uniform) with this chance
     version: int = RECIPE_VERSION
 
     def hash(self, base_hash: str) -> str:
@@ -216,8 +216,8 @@ def train(hf, tokenizer, examples, recipe: Recipe):
         order = list(range(len(examples)))
         rng.shuffle(order)
         steps += [[examples[i] for i in order[s : s + recipe.batch_size]] for s in range(0, len(order), recipe.batch_size)]
+    dropout = HeadDropout(hf, recipe) if recipe.head_dropout else None  # before train(): InterpModel sets eval()
     hf.train()
-    dropout = HeadDropout(hf, recipe) if recipe.head_dropout else None
     started = time.time()
     for step, batch in enumerate(track(steps, f"training {recipe.name}")):
         ids, labels, mask = _collate(batch, tokenizer.pad_token_id)

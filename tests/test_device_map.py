@@ -77,6 +77,20 @@ def test_probability_edits_and_batched_rows_on_offloaded_layers(models):
     assert (outputs[0][0] - outputs[0][1]).abs().max() > 1e-4  # row 1 was ablated, row 0 not
 
 
+def test_start_at_skips_offloaded_layers_and_puts_accelerate_back(models):
+    plain, split = models
+    wrappers = [site.block.__dict__.get("forward") for site in split.sites]
+    assert wrappers[2] is not None  # accelerate's wrapper of a layer on disk
+    _, before = run_capture(split)
+    cap, _ = run_capture(plain, resid_pre=True)
+    for model in (plain, split):
+        with torch.no_grad(), model.start_at(3, cap.resid_pre[:, 3]):
+            started = model(PROMPT).logits
+        assert (started - before).abs().max() <= TOL
+    assert [site.block.__dict__.get("forward") for site in split.sites] == wrappers
+    assert torch.equal(run_capture(split)[1], before)
+
+
 def test_device_map_errors_are_one_line():
     with pytest.raises(InterpError, match="either device or device_map"):
         load_model("some/dir", device="cpu", device_map="auto")
