@@ -111,8 +111,10 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
     todo = [(kind, name, i, text) for kind in ablations for name, texts in (("harmful", ships_harmful), ("harmless", ships_harmless))
             for i, text in enumerate(texts) if kind == ablations[0] or name == "harmful"]
     for kind, name, i, text in track(todo, "ships"):
-        key = f"ships:{kind}:{name}:{i}"
-        if key not in done:  # harmful: refusal tokens' log-odds; harmless: the model's own first answer token's
+        # harmful: the refusal tokens' log-odds; harmless: the model's own first answer token's (its
+        # own key, so that a directory from before that change is not resumed with the old meaning)
+        key = f"ships:{kind}:{name}:{i}" + (":own-answer" if name == "harmless" else "")
+        if key not in done:
             kl, drop = head_effects(model, text, kind, eps, means, batch_rows, refusal_ids=refusal_ids, own_answer=name == "harmless")
             done[key] = {"kl": kl.tolist(), "logodds_drop": drop.tolist()}
             if results is not None:
