@@ -43,6 +43,7 @@ import torch
 from interp import safety_data
 from interp.errors import InterpError
 from interp.interventions import MeanAblation, ScaleHead, UniformAttention
+from interp.models import chat_prompt
 from interp.progress import track
 
 NAME = "safety"
@@ -96,7 +97,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
     asr_harmful, asr_harmless = pick(harmful_all, asr_samples), pick(harmless_all, asr_samples)
     ships_harmful, ships_harmless = asr_harmful[:samples], asr_harmless[:samples]
 
-    means = model.head_means([chat(model, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
+    means = model.head_means([chat_prompt(model.tokenizer, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
     attack = lambda group: attack_outcome(model, asr_harmful, asr_harmless, group, ablations[0], eps, means,
                                           max_new_tokens, max_nll, judge)
     none = attack(())
@@ -122,7 +123,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
         for (layer, head), kl, drop in zip(all_heads(model), done[key]["kl"], done[key]["logodds_drop"]):
             rows.append({"ablation": kind, "set": name, "sample": i, "layer": layer, "head": head, "kl": kl, "logodds_drop": drop})
     per_sample = pd.DataFrame(rows)
-    heads = head_table(model, per_sample, ablations, penalty)
+    heads = head_table(per_sample, ablations, penalty)
 
     direction = refusal_direction(model, ships_harmful, ships_harmless, direction_layer)
     heads["direction_write"] = direction_writes(model, ships_harmful, direction).flatten().tolist()
@@ -155,10 +156,6 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
-
-
-def chat(model, text: str) -> str:
-    return model.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
 
 
 def batch_inputs(model, texts: list[str]) -> dict:
@@ -230,7 +227,7 @@ def head_effects(model, text: str, kind: str = "uniform", eps: float = 1e-5, mea
     return kl, drop
 
 
-def head_table(model, per_sample: pd.DataFrame, ablations, penalty: float) -> pd.DataFrame:
+def head_table(per_sample: pd.DataFrame, ablations, penalty: float) -> pd.DataFrame:
     mean = per_sample.groupby(["ablation", "set", "layer", "head"], as_index=False)[["kl", "logodds_drop"]].mean()
     first = ablations[0]
     pick = lambda kind, name: mean[(mean["ablation"] == kind) & (mean["set"] == name)].set_index(["layer", "head"])
@@ -308,7 +305,7 @@ def answer_nll(model, texts: list[str], replies: list[str]) -> list[float]:
     """Mean NLL per token of each reply under the unablated model (a fluency guard), one
     right-padded forward for all replies."""
     tok = model.tokenizer
-    prompts = [tok(chat(model, t), add_special_tokens=False)["input_ids"] for t in texts]
+    prompts = [tok(chat_prompt(tok, t), add_special_tokens=False)["input_ids"] for t in texts]
     answers_ = [tok(r, add_special_tokens=False)["input_ids"] for r in replies]
     length = max(len(p) + len(a) for p, a in zip(prompts, answers_))
     ids = torch.full((len(texts), length), tok.pad_token_id or 0, dtype=torch.long)

@@ -53,6 +53,11 @@ class Generation:
     first_logits: torch.Tensor | None = None  # [batch, vocab] at the last prompt position, with output_logits=True
 
 
+def chat_prompt(tokenizer, request: str) -> str:
+    """One user turn in the model's chat template, ready for the answer."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": request}], add_generation_prompt=True, tokenize=False)
+
+
 class InterpModel:
     """A transformers model with interp's attention, its tokenizer and head layout."""
 
@@ -129,10 +134,7 @@ class InterpModel:
             raise InterpError("this model has no tokenizer: pass tokenizer= to load_model")
         texts = [texts] if isinstance(texts, str) else list(texts)
         if chat:
-            texts = [
-                self.tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
-                for t in texts
-            ]
+            texts = [chat_prompt(self.tokenizer, t) for t in texts]
             kwargs.setdefault("add_special_tokens", False)
         if len(texts) > 1 and self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -42,6 +42,7 @@ import torch
 
 from interp import safety_data
 from interp.errors import InterpError
+from interp.models import chat_prompt
 from interp.progress import track
 
 REFUSALS = (
@@ -140,10 +141,6 @@ def build(recipe: Recipe, rebuild: bool = False) -> Path:
 
 
 # ---- data ------------------------------------------------------------------------------------
-
-
-def chat_prompt(tokenizer, request: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "user", "content": request}], add_generation_prompt=True, tokenize=False)
 
 
 @torch.no_grad()

