@@ -133,7 +133,7 @@ def prepare(model, task: Task, max_length: int | None = None) -> Prepared:
 
 
 def all_heads(model) -> list[Head]:
-    return [(l, h) for l in range(model.layout.n_layers) for h in range(model.layout.n_heads)]
+    return model.layout.all_heads()
 
 
 # ---- exact patching ---------------------------------------------------------------------------
@@ -142,8 +142,9 @@ def all_heads(model) -> list[Head]:
 def _mask(model, rows: int, heads_per_row: list[list[Head]]) -> torch.Tensor:
     mask = torch.zeros(rows, model.layout.n_layers, model.layout.n_heads, dtype=torch.bool)
     for r, heads in enumerate(heads_per_row):
-        for l, h in heads:
-            mask[r, l, h] = True
+        if heads:
+            layers, indices = zip(*heads)
+            mask[r, list(layers), list(indices)] = True
     return mask
 
 
@@ -183,23 +184,21 @@ def patched_metrics(model, run: Run, prompts: list[int], head_sets: list[list[He
 
 
 def exact_patching(model, prepared: Prepared, heads: list[Head] | None = None, positions: str = "last",
-                   chunk: int = ROW_CHUNK, values: list[torch.Tensor] | None = None) -> pd.DataFrame:
+                   chunk: int = ROW_CHUNK) -> pd.DataFrame:
     """Normalised effect of patching each head's corrupted z into the clean run, one head
-    per batch row. positions: "last", "all", or "each" (a row per position from the end).
-    values: per run, the z to patch in (default: the corrupted run's)."""
+    per batch row. positions: "last", "all", or "each" (a row per position from the end)."""
     heads = heads if heads is not None else all_heads(model)
     if positions not in ("last", "all", "each"):
         raise InterpError(f"positions must be 'last', 'all' or 'each', not {positions!r}")
     total: dict[tuple, float] = {}
-    n_prompts: dict[tuple, int] = {}
-    for i, run in enumerate(prepared.runs):
-        z = run.corrupt_z if values is None else values[i]
+    n_prompts: dict[tuple, int] = {}  # per key: with "each", runs of other lengths have other offsets
+    for run in prepared.runs:
         B, n = run.batch.clean.shape
         where_list = [positions] if positions != "each" else list(range(n))
         for where in where_list:
             prompts = [b for _ in heads for b in range(B)]
             sets = [[h] for h in heads for _ in range(B)]
-            m = patched_metrics(model, run, prompts, sets, z, where, chunk).view(len(heads), B)
+            m = patched_metrics(model, run, prompts, sets, run.corrupt_z, where, chunk).view(len(heads), B)
             offset = where - n if positions == "each" else None
             for j, head in enumerate(heads):
                 key = (head, offset)
@@ -221,10 +220,7 @@ def exact_patching(model, prepared: Prepared, heads: list[Head] | None = None, p
 def _z_grads(model, run: Run, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """d(sum of m over prompts)/dz for every head and position, [B, layers, heads, N, d_head]."""
     with torch.enable_grad(), model.capture(z=True, detach=False) as cap:
-        if inputs_embeds is None:
-            logits = last_logits(model, run.batch.clean)
-        else:
-            logits = model.hf(inputs_embeds=inputs_embeds, logits_to_keep=1).logits[:, -1].double()
+        logits = last_logits(model, run.batch.clean if inputs_embeds is None else None, inputs_embeds=inputs_embeds)
         metric = logit_diff(logits, run.batch).sum()
         zs = [cap.graph_z(layer)[0] for layer in range(model.layout.n_layers)]  # [B, N, heads, d]
         grads = torch.autograd.grad(metric, zs)
@@ -240,6 +236,8 @@ def gradient_scores(model, prepared: Prepared, method: str = "attribution", posi
         raise InterpError(f"gradient method must be 'attribution' or 'ig', not {method!r}")
     if ig_steps < 1:
         raise InterpError(f"ig_steps must be at least 1, got {ig_steps}")
+    if positions not in ("last", "all", "each"):
+        raise InterpError(f"positions must be 'last', 'all' or 'each', not {positions!r}")
     L, H = model.layout.n_layers, model.layout.n_heads
     sums: dict[int | None, torch.Tensor] = {}
     count = 0
@@ -257,11 +255,9 @@ def gradient_scores(model, prepared: Prepared, method: str = "attribution", posi
         if positions == "each":
             for p in range(n):
                 sums[p - n] = sums.get(p - n, torch.zeros(L, H, dtype=torch.float64)) + per_position[..., p].cpu()
-        elif positions in ("last", "all"):
+        else:
             part = per_position[..., -1] if positions == "last" else per_position.sum(-1)
             sums[None] = sums.get(None, torch.zeros(L, H, dtype=torch.float64)) + part.cpu()
-        else:
-            raise InterpError(f"positions must be 'last', 'all' or 'each', not {positions!r}")
         count += run.batch.clean.shape[0]
     scale = prepared.scale
     rows = []
@@ -339,7 +335,7 @@ def ablation_values(run: Run, ablation: str) -> torch.Tensor:
 def set_metrics(model, prepared: Prepared, head_sets: list[list[Head]], ablation: str = "patch") -> list[float]:
     """Mean m with only each head set intact (every other head ablated at every position)."""
     everyone = all_heads(model)
-    ablated = [[h for h in everyone if h not in set(s)] for s in head_sets]
+    ablated = [[h for h in everyone if h not in keep] for keep in map(set, head_sets)]
     totals, count = torch.zeros(len(head_sets), dtype=torch.float64), 0
     for run in prepared.runs:
         B = run.batch.clean.shape[0]
@@ -380,7 +376,7 @@ def k_grid(n: int) -> list[int]:
 
 
 def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: float = 0.8, ablation: str = "patch",
-                 ks: list[int] | None = None, order: str = "abs") -> Circuit:
+                 order: str = "abs") -> Circuit:
     """The smallest top-k with f >= target: f on a grid of k, then bisection between the last
     grid point below the target and the first at or above it (so a curve that dips between
     grid points can hide a smaller k: the flags say when it is not monotone).
@@ -395,7 +391,7 @@ def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: fl
     order = importance.reindex(key.sort_values(ascending=False, kind="stable").index)
     ranking = [(int(r.layer), int(r.head)) for r in order.itertuples()]
     n = len(ranking)
-    ks = sorted(set(ks or k_grid(n)) | {0, n})
+    ks = k_grid(n)  # 0 and n included
     m = dict(zip(ks, set_metrics(model, prepared, [ranking[:k] for k in ks], ablation)))
     m_full, m_empty = m[n], m[0]
     f = lambda k: (m[k] - m_empty) / (m_full - m_empty)
@@ -417,9 +413,14 @@ def find_circuit(model, prepared: Prepared, importance: pd.DataFrame, target: fl
                    ranking)
 
 
-def faithfulness_of(model, prepared: Prepared, heads: list[Head], ablation: str = "patch") -> float:
-    """f of one head set on a task (e.g. another task's circuit): m(empty), m(full) measured."""
-    m_empty, m_full, m = set_metrics(model, prepared, [[], all_heads(model), list(heads)], ablation)
+def faithfulness_of(model, prepared: Prepared, heads: list[Head], ablation: str = "patch",
+                    m_empty: float | None = None, m_full: float | None = None) -> float:
+    """f of one head set on a task (e.g. another task's circuit); m(empty) and m(full) are
+    measured unless given (find_circuit's, with the same ablation)."""
+    if m_empty is None or m_full is None:
+        m_empty, m_full, m = set_metrics(model, prepared, [[], all_heads(model), list(heads)], ablation)
+    else:
+        m = set_metrics(model, prepared, [list(heads)], ablation)[0]
     return (m - m_empty) / (m_full - m_empty)
 
 
@@ -480,12 +481,13 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
     names = [t.name for t in tasks]
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     overlaps = []
+    measured = lambda t: outputs[t]["summary"].iloc[0][["m_empty", "m_full"]].astype(float).tolist()  # find_circuit's
     for a, b in pairs:
-        row = {"task_a": a, "task_b": b, **overlap(set(circuits[a]), set(circuits[b]), model.layout.n_layers * model.layout.n_heads)}
+        row = {"task_a": a, "task_b": b, **overlap(set(circuits[a]), set(circuits[b]), model.layout.n_total_heads)}
         sa, sb = (outputs[t]["heads"].sort_values(["layer", "head"])["score"] for t in (a, b))
         row["spearman_importance"] = float(stats.spearmanr(sa, sb).statistic)
-        row["faithfulness_b_with_a"] = faithfulness_of(model, prepared[b], circuits[a], ablation)
-        row["faithfulness_a_with_b"] = faithfulness_of(model, prepared[a], circuits[b], ablation)
+        row["faithfulness_b_with_a"] = faithfulness_of(model, prepared[b], circuits[a], ablation, *measured(b))
+        row["faithfulness_a_with_b"] = faithfulness_of(model, prepared[a], circuits[b], ablation, *measured(a))
         overlaps.append(row)
 
     heads = outputs[names[0]]["heads"][["layer", "head", "score"]].copy()

@@ -169,7 +169,7 @@ def batch_inputs(model, texts: list[str]) -> dict:
 
 
 def all_heads(model) -> list[tuple[int, int]]:
-    return [(l, h) for l in range(model.layout.n_layers) for h in range(model.layout.n_heads)]
+    return model.layout.all_heads()
 
 
 def ablation(kind: str, heads, eps: float, means=None, rows=None):

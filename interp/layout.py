@@ -35,6 +35,10 @@ class HeadLayout:
     def n_total_heads(self) -> int:
         return self.n_layers * self.n_heads
 
+    def all_heads(self) -> list[tuple[int, int]]:
+        """Every (layer, head), layer by layer."""
+        return [(l, h) for l in range(self.n_layers) for h in range(self.n_heads)]
+
     def as_dict(self) -> dict:
         return asdict(self)
 

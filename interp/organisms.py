@@ -245,7 +245,7 @@ class HeadDropout:
 
         self.model = InterpModel(hf)  # interp's attention on the same modules (autograd flows through)
         trained = set(recipe.heads)
-        self.others = [(l, h) for l in range(self.model.layout.n_layers) for h in range(self.model.layout.n_heads) if (l, h) not in trained]
+        self.others = [head for head in self.model.layout.all_heads() if head not in trained]
         self.rate = recipe.head_dropout
         self.rng = random.Random(recipe.seed + 2)
 

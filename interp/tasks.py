@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from interp.data import count_tokens
 from interp.errors import InterpError
 
 NAMES = ("Mary John Alice Bob Sarah Tom James Emma David Anna Paul Kate Mark Lisa Peter Laura Mike Jane Chris Amy "
@@ -91,11 +92,6 @@ class Task:
     def __len__(self) -> int:
         return len(self.clean)
 
-    def subset(self, rows: list[int]) -> "Task":
-        pick = lambda xs: [xs[i] for i in rows]
-        return Task(self.name, pick(self.clean), pick(self.corrupt), pick(self.answer), pick(self.counterfactual),
-                    self.description, self.params)
-
     def batches(self, tokenizer, max_length: int | None = None) -> list[TaskBatch]:
         """The prompts tokenized and grouped by length (so no padding moves the last position)."""
         groups: dict[int, list[tuple]] = {}
@@ -130,7 +126,7 @@ def single_token(tokenizer, text: str, what: str) -> int:
 def one_token_words(tokenizer, words, need: int, what: str, bare: bool = False) -> list[str]:
     """The words that are one token with a leading space (and without one if bare=True)."""
     def whole(text):
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
+        return count_tokens(tokenizer, text) == 1
 
     kept = [w for w in words if whole(" " + w) and (not bare or whole(w))]
     if len(kept) < need:
