@@ -192,7 +192,7 @@ def timing_table(results: ResultsDir, names: list[str]) -> Table:
 @app.command()
 def scan(
     model: Optional[str] = typer.Option(None, help=f"HF id, local directory or .gguf file [default: bundled {BUNDLED_NAME}]"),
-    analyses: Optional[str] = typer.Option(None, help="comma-separated analyses [default: all registered but circuits]"),
+    analyses: Optional[str] = typer.Option(None, help=f"comma-separated analyses [default: all registered but {', '.join(sorted(registry.ON_REQUEST))}]"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="results directory [default: results/<model-name>]"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1, mps ... [default: cpu]"),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
@@ -227,7 +227,8 @@ def scan(
     failed = []
     with sigterm_as_interrupt():
         for name, module in modules.items():
-            params = run_params(module, {**given, **options.get(name, {})})
+            extra = options.get(name, {})
+            params = run_params(module, {**given, **extra})
             if results.is_done(name, params):
                 err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
                 continue
@@ -235,7 +236,6 @@ def scan(
             err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
             try:
                 started = time.perf_counter()
-                extra = options.get(name, {})
                 tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed,
                                               results=results, **extra)
                 results.write_tables(name, tables)
@@ -254,10 +254,10 @@ def scan(
                     print_error(f"{name} failed: {type(e).__name__}: {e} (INTERP_DEBUG=1 shows the traceback)")
                 failed.append(name)
 
-    summary = top_heads_table(results, list(modules), top) if distributed.is_main() else None
-    if summary is not None:
-        out.print(summary)
     if distributed.is_main():
+        summary = top_heads_table(results, list(modules), top)
+        if summary is not None:
+            out.print(summary)
         out.print(timing_table(results, list(modules)))
     out.print(f"results in {out_dir}; look at them with: interp explore {out_dir}", soft_wrap=True)
     if failed:

@@ -124,11 +124,12 @@ def run_scan(scan, *args, **kwargs):
 # ---- hooks for interp.progress.track and interp.results ----------------------------------------
 
 
-def shard(items: list) -> tuple[list, bool] | None:
+def shard(items) -> tuple[list, bool] | None:
     """For track: None outside a sharded scan, else (the items to yield, whether this loop is
     the sharded one). Loops before it yield everything: their records are all saved."""
     if _active is None:
         return None
+    items = list(items)
     index = _active.stage
     _active.stage += 1
     if index < _active.sharded:

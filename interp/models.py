@@ -205,13 +205,12 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     placement = _placement(device, device_map, max_memory, offload_folder)
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
-    if isinstance(source, str) and source in _organism_names():  # "refusal", "heads-refusal": built on first use
-        from interp.organisms import RECIPES, load_organism
+    from interp.organisms import RECIPES, load_organism  # here: organisms imports this module
 
-        model = load_organism(RECIPES[source])
-        return model if device is None else load_model(model, device=device)
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, **placement)
+    elif isinstance(source, str) and source in RECIPES:  # "refusal", "heads-refusal": built on first use
+        model = load_organism(RECIPES[source])
     elif isinstance(source, InterpModel):
         model = source
     elif isinstance(source, (str, Path)):
@@ -250,12 +249,6 @@ def _placement(device, device_map, max_memory, offload_folder) -> dict:
         atexit.register(shutil.rmtree, offload_folder, True)
     placement = {"device_map": device_map, "offload_folder": str(offload_folder)}
     return placement if max_memory is None else {**placement, "max_memory": max_memory}
-
-
-def _organism_names() -> tuple[str, ...]:
-    from interp.organisms import RECIPES
-
-    return tuple(RECIPES)
 
 
 def _check_device(device: str | None) -> None:

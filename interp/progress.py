@@ -28,9 +28,7 @@ def enabled() -> bool:
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
     from interp import distributed
 
-    if distributed.world_size() > 1:
-        items = list(items)
-    plan = distributed.shard(items) if distributed.world_size() > 1 else None
+    plan = distributed.shard(items)
     if plan is not None:
         mine, sharded = plan
         if not sharded:  # an earlier loop, replayed from records every rank has
@@ -39,10 +37,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         shown = f"{description} (rank 0 of {distributed.world_size()}: {len(mine)} items)"
         yield from _bar(mine, shown, len(mine)) if distributed.is_main() and enabled() else mine
         distributed.end_sharded_loop()  # shares the records and ends this attempt of scan()
-    if not enabled():
-        yield from items
-        return
-    yield from _bar(items, description, total)
+    yield from _bar(items, description, total) if enabled() else items
 
 
 def _bar(items: Iterable[T], description: str, total: int | None) -> Iterable[T]:

@@ -335,10 +335,10 @@ class ResultsDir:
         path = self._table_path(analysis, table)
         if table is None:
             validate_head_table(df, f"{analysis} head table")
-        if not distributed.is_main():  # every rank has the same tables; rank 0 writes them
-            return path
         elif not isinstance(df, pd.DataFrame):
             raise InterpError(f"{analysis}.{table}: expected a pandas DataFrame, got {type(df).__name__}")
+        if not distributed.is_main():  # every rank has the same tables; rank 0 writes them
+            return path
         atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
         return path
 
