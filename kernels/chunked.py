@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from interp.threads import torch_threads
+
 from .request import StatsRequest
 
 CHUNK_BYTES = 8 << 20  # logits per chunk: the block and its exp2 twin fit in L3
@@ -192,13 +194,9 @@ def _run_chunks(sweep, chunks, workers: int) -> list:
         with lock:
             return next(todo, None)
 
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)  # process-wide: the workers' ops each run on their own thread
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            return [part for parts in pool.map(lambda _: sweep.run_queue(next_chunk), range(workers)) for part in parts]
-    finally:
-        torch.set_num_threads(threads_before)
+    # one torch thread, process-wide: the workers' ops each run on their own thread
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return [part for parts in pool.map(lambda _: sweep.run_queue(next_chunk), range(workers)) for part in parts]
 
 
 class _Sweep:

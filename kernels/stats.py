@@ -8,13 +8,12 @@ This file only validates arguments, fills in defaults and dispatches; what to co
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
-from .request import StatsRequest, _bad, key_bin_edges, normalize_key_match, normalize_spans
-
-__all__ = ["StatsRequest", "attention_stats", "key_bin_edges", "normalize_key_match", "normalize_spans"]
+from .request import StatsRequest, _bad, normalize_key_match, normalize_spans
 
 IMPLS = ("auto", "chunked", "triton")
 
@@ -122,6 +121,8 @@ def attention_stats(
         if mask is not None or q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or Nq == 0:
             impl = "chunked"
 
+    if lse is not None and requests.lse and dataclasses.replace(requests, lse=False).is_empty:  # nothing left to compute
+        return {"lse": lse.float().clone()}
     common = dict(
         scale=scale, causal=bool(causal), q_offset=q_offset, key_padding=key_padding,
         sliding_window=None if sliding_window is None else int(sliding_window), softcap=softcap,
