@@ -42,10 +42,11 @@ import random
 import pandas as pd
 import torch
 
-from interp.data import load_prompts
+from interp.data import choose_prompts
 from interp.errors import InterpError
 from interp.interventions import UniformAttention, ZeroAblation
 from interp.kernels import StatsRequest
+from interp.layout import text_config
 from interp.progress import track
 
 NAME = "heads"
@@ -63,25 +64,19 @@ ABLATIONS = {"zero": ZeroAblation, "uniform": UniformAttention}
 # ---- sequences and labels -------------------------------------------------------------------
 
 
-def repeated_tokens(model, length: int, seeds, bos_id: int | None = None) -> torch.Tensor:
+def repeated_tokens(model, length: int, seeds) -> torch.Tensor:
     """[len(seeds), 2 * length + 1]: [BOS] + r + r per seed, r uniform over the vocabulary
     without the tokenizer's special tokens and BOS (the tokenizer's BOS, else its EOS, else 0)."""
-    vocab = _vocab_size(model)
-    bos = _bos_id(model) if bos_id is None else bos_id
-    special = set(model.tokenizer.all_special_ids) if model.tokenizer is not None else set()
-    allowed = torch.tensor([t for t in range(vocab) if t not in special | {bos}])
+    vocab = int(text_config(model.hf.config).vocab_size)
+    bos = _bos_id(model)
+    excluded = (set(model.tokenizer.all_special_ids) if model.tokenizer is not None else set()) | {bos}
+    allowed = torch.tensor([t for t in range(vocab) if t not in excluded])
     rows = []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed))
         r = allowed[torch.randint(len(allowed), (length,), generator=g)]
         rows.append(torch.cat([torch.tensor([bos]), r, r]))
     return torch.stack(rows).to(model.device)
-
-
-def _vocab_size(model) -> int:
-    config = model.hf.config
-    config = getattr(config, "text_config", None) or config
-    return int(config.vocab_size)
 
 
 def _bos_id(model) -> int:
@@ -226,7 +221,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     if fitted[0] < 2:
         raise InterpError(f"max_length {max_length} leaves no room for [BOS] + r + r: use at least 5 tokens")
     seed_list = [seed * 1000 + s for s in range(seeds)]
-    texts = _choose(list(prompts) if isinstance(prompts, (list, tuple)) else load_prompts(prompts), samples, seed)
+    texts = choose_prompts(prompts, samples, seed)
     text_limit = min(text_length, limit)
 
     done = results.load_progress(NAME) if results is not None else {}
@@ -254,15 +249,6 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
         # on the shortest repeated sequences: (2 + draws) x seeds forward passes, the bulk of the default cost
         causal = _causal_check(model, heads, k, causal_draws, ablation, fitted[0], seed_list, seed, results, done)
     return {"heads": heads, "samples": samples_table, "causal": causal}
-
-
-def _choose(texts: list[str], samples: int | None, seed: int) -> list[str]:
-    if not texts:
-        raise InterpError("no prompts to scan: pass prompts= or leave it None for the bundled prompts")
-    if samples is None or samples >= len(texts):
-        return texts
-    keep = sorted(random.Random(seed).sample(range(len(texts)), samples))
-    return [texts[i] for i in keep]
 
 
 def _sample_rows(key: str, record: dict, seed_list: list[int]) -> list[dict]:

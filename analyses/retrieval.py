@@ -23,7 +23,6 @@ Method (METHODS.md section 1):
 
 from __future__ import annotations
 
-import inspect
 import os
 import random
 import re
@@ -226,9 +225,8 @@ def _prefill(model, probe: Probe):
     token as step 0, so step t's query produces generated token t. The prefill itself
     runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied.
     No logits are needed: the LM head (a fifth of a small model's compute) runs on one position only."""
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
     with torch.no_grad():
-        return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True, **keep).past_key_values
+        return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
 
 
 def _decode(model, probe: Probe, cache, n_new: int, rows: int = 1):

@@ -23,7 +23,6 @@ and visual-sink share of the text queries behind the image (VAR's image-centric 
 from __future__ import annotations
 
 import functools
-import random
 from collections import Counter
 from contextlib import nullcontext
 from typing import Callable
@@ -32,7 +31,7 @@ import pandas as pd
 import torch
 
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
-from interp.data import load_prompts
+from interp.data import choose_prompts, load_prompts
 from interp.errors import InterpError
 from interp.kernels import StatsRequest
 from interp.layout import text_config
@@ -59,7 +58,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
     """
     if not 0 < eps < 1:
         raise InterpError(f"eps must be between 0 and 1 (Gu et al. use 0.3), got {eps}")
-    texts = _choose(list(prompts) if isinstance(prompts, (list, tuple)) else load_prompts(prompts), samples, seed)
+    texts = choose_prompts(prompts, samples, seed)
     limits = [n for n in (n_tokens, max_length) if n]
     limit = min(limits) if limits else None  # tokens kept of each prompt
     todo = [(f"text:{i}", lambda t=text: _text_inputs(model, t, limit)) for i, text in enumerate(texts)]
@@ -113,17 +112,6 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
 
 
 # ---- inputs ---------------------------------------------------------------------------------
-
-
-def _choose(texts: list[str], samples: int | None, seed: int) -> list[str]:
-    if not texts:
-        raise InterpError("no prompts to scan: pass prompts= or leave it None for the bundled prompts")
-    if samples is None or samples >= len(texts):
-        return texts
-    if samples < 1:
-        raise InterpError(f"samples must be at least 1, got {samples}")
-    keep = sorted(random.Random(seed).sample(range(len(texts)), samples))
-    return [texts[i] for i in keep]
 
 
 def _text_inputs(model, text: str, limit: int | None) -> dict:

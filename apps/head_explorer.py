@@ -390,9 +390,9 @@ def atlas_panel(tables: dict[str, pd.DataFrame], manifest: dict) -> None:
 
     measures = report.measures_from_tables(tables, (manifest.get("model") or {}).get("layout"))
     k = int(st.number_input("Top k heads per measure", 1, measures.n, report.default_k(measures), key="atlas_k"))
-    st.markdown("\n".join(f"- {line}" for line in report.highlights(measures, k)) or "Nothing stands out.")
+    overlaps = report.overlap_table(measures, k)
+    st.markdown("\n".join(f"- {line}" for line in report.highlights(measures, k, overlaps=overlaps)) or "Nothing stands out.")
     if len(measures.names) > 1:
-        overlaps = report.overlap_table(measures, k)
         chance_shared, chance_jaccard = report.chance_overlap(k, measures.n)
         st.caption(f"Chance for two random sets of {k} of {measures.n} heads: {chance_shared:.2f} shared, "
                    f"Jaccard {chance_jaccard:.3f}; p = hypergeometric probability of sharing at least that many.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -206,6 +207,20 @@ def load_prompts(path: str | os.PathLike | None = None, column: str = "text") ->
 
 # ---- haystacks --------------------------------------------------------------------------------
 
+
+
+def choose_prompts(prompts, samples: int | None, seed: int) -> list[str]:
+    """Texts (a list), a file for load_prompts, or None for the bundled prompts; a seeded
+    subset of `samples` of them, in their order (all when samples is None or larger)."""
+    texts = list(prompts) if isinstance(prompts, (list, tuple)) else load_prompts(prompts)
+    if not texts:
+        raise InterpError("no prompts to scan: pass prompts= or leave it None for the bundled prompts")
+    if samples is None or samples >= len(texts):
+        return texts
+    if samples < 1:
+        raise InterpError(f"samples must be at least 1, got {samples}")
+    keep = sorted(random.Random(seed).sample(range(len(texts)), samples))
+    return [texts[i] for i in keep]
 
 def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -166,21 +166,20 @@ def pair_matrix(overlaps: pd.DataFrame, measures: Measures, value: str) -> pd.Da
 # ---- what stands out ---------------------------------------------------------------------------------
 
 
-def _names(heads) -> str:
-    names = [head_name(*h) for h in sorted(heads)]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def highlights(measures: Measures, k: int | None = None, limit: int = 12) -> list[str]:
+def _names(heads) -> str:
+    return _join([head_name(*h) for h in sorted(heads)])
+
+
+def highlights(measures: Measures, k: int | None = None, limit: int = 12, overlaps: pd.DataFrame | None = None) -> list[str]:
     """Short sentences on what stands out: heads in the top k of measures of different
     analyses, pairs that overlap far above chance (p < 0.01) or not at all, strong rank
-    correlations, measures without scores."""
+    correlations, measures without scores. overlaps: overlap_table(measures, k), if made."""
     k = default_k(measures) if k is None else int(k)
-    overlaps = overlap_table(measures, k)
+    overlaps = overlap_table(measures, k) if overlaps is None else overlaps
     # pairs from different analyses (a Series mask: a plain empty list would select columns)
     across = overlaps[overlaps.a.map(measures.analysis) != overlaps.b.map(measures.analysis)]
     lines = [f"{m} has no scores (every head is NaN), so it takes part in no comparison."
@@ -212,11 +211,16 @@ def highlights(measures: Measures, k: int | None = None, limit: int = 12) -> lis
 # ---- figures -----------------------------------------------------------------------------------------
 
 
+def _grid(measures: Measures, measure: str) -> pd.DataFrame:
+    """Heads down, layers across."""
+    return measures.scores[measure].unstack("layer").reindex(index=range(measures.n_heads), columns=range(measures.n_layers))
+
+
 def heatmap_figure(measures: Measures, measure: str):
     """Layer x head heat map of one measure (layers across, heads down, as in the explorer)."""
     import plotly.graph_objects as go
 
-    grid = measures.scores[measure].unstack("layer").reindex(index=range(measures.n_heads), columns=range(measures.n_layers))
+    grid = _grid(measures, measure)
     fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), colorscale="Viridis",
                                colorbar=dict(title="score"), hovertemplate="head %{x}.%{y}<br>score %{z:.4g}<extra></extra>"))
     fig.update_layout(title=measure, xaxis=dict(title="layer"), yaxis=dict(title="head", autorange="reversed"),
@@ -252,7 +256,7 @@ def write_png(measures: Measures, analysis: str, path: Path, k: int) -> None:
     fig, axes = plt.subplots(len(names), 1, figsize=(max(6, 0.32 * measures.n_layers + 3), (0.3 * measures.n_heads + 1.6) * len(names)),
                              squeeze=False)
     for ax, measure in zip(axes[:, 0], names):
-        grid = measures.scores[measure].unstack("layer").reindex(index=range(measures.n_heads), columns=range(measures.n_layers))
+        grid = _grid(measures, measure)
         image = ax.imshow(grid.values.astype(float), aspect="auto", cmap="viridis", interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.03)
         top = ", ".join(f"{head_name(*h)}" for h in measures.top(measure, min(k, 5))) or "no scores"
@@ -320,7 +324,7 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
     parts = [f"<h1>Head atlas</h1><p>{html.escape(str(model))}: {measures.n_layers} layers x {measures.n_heads} heads; "
              f"{len(measures.names)} measures from {len(measures.analyses())} analyses "
              f"({html.escape(', '.join(measures.analyses()))}); top k = {k}.</p>"]
-    parts.append("<h2>What stands out</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in highlights(measures, k)) + "</ul>")
+    parts.append("<h2>What stands out</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in highlights(measures, k, overlaps=overlaps)) + "</ul>")
     for analysis in measures.analyses():
         parts.append(f"<h2 id='{html.escape(analysis)}'>{html.escape(analysis)}</h2>")
         for measure in measures.of(analysis):
