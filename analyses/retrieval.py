@@ -101,7 +101,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     depths = list(DEPTHS if depths is None else depths)
     if not depths or any(not 0 <= d <= 1 for d in depths):
         raise InterpError(f"depths must be fractions between 0 and 1, got {depths}")
-    n_new = max_new_tokens or min(MAX_STEPS, max(count_tokens(model.tokenizer, n.needle) for n in needles) + 8)
+    n_new = max_new_tokens or decode_steps(model, needles)
     lengths = _lengths(model, lengths, max_length, n_new)
 
     grid = list(product(lengths, depths, needles))
@@ -168,6 +168,11 @@ def _lengths(model, lengths, max_length, n_new) -> list[int]:
         raise InterpError(f"length {max(lengths)} plus {n_new} new tokens exceeds the model's {limit} positions: "
                           f"pass lengths of at most {limit - n_new}")
     return lengths
+
+
+def decode_steps(model, needles: list[Needle]) -> int:
+    """Tokens to decode per probe: the longest needle and a margin, at most MAX_STEPS."""
+    return min(MAX_STEPS, max(count_tokens(model.tokenizer, n.needle) for n in needles) + 8)
 
 
 def _probe_id(length: int, depth: float, needle: Needle) -> str:

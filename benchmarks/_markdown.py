@@ -16,3 +16,8 @@ def markdown(df: pd.DataFrame, index: bool = False, float_format: str = "{:.3g}"
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def show(title: str, table: pd.DataFrame) -> None:
+    """A titled Markdown table on stdout, flushed (long benchmarks print as they go)."""
+    print(f"\n### {title}\n\n" + markdown(table), flush=True)

@@ -24,11 +24,7 @@ from interp import tasks
 from interp.analyses import circuits
 from interp.results import ResultsDir
 
-from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
-
-
-def show(title: str, table: pd.DataFrame) -> None:
-    print(f"\n### {title}\n\n" + markdown(table), flush=True)
+from _markdown import show  # benchmarks/ is on sys.path when a script here runs
 
 
 def variants(model, n: int) -> pd.DataFrame:

@@ -9,6 +9,8 @@ the 3 random draws masked (uniform attention during decoding, as the scan does).
 
 from __future__ import annotations
 
+from itertools import product
+
 import interp
 from interp.analyses import retrieval
 from interp.data import load_texts
@@ -26,9 +28,9 @@ HEADS = {
 def main():
     model = interp.load_model()
     needles, texts = retrieval._needles(None), load_texts(None)
-    n_new = min(retrieval.MAX_STEPS, max(retrieval.count_tokens(model.tokenizer, n.needle) for n in needles) + 8)
+    n_new = retrieval.decode_steps(model, needles)
     lengths = retrieval._lengths(model, None, None, n_new)
-    grid = [(length, depth, needle) for length in lengths for depth in retrieval.DEPTHS for needle in needles]
+    grid = list(product(lengths, retrieval.DEPTHS, needles))
     subset = retrieval._causal_grid(grid, None, seed=0)
     haystacks = {}
     conditions = ["baseline", *HEADS]
@@ -41,11 +43,11 @@ def main():
         with model.intervene(*masks):
             gen = retrieval._decode(model, probe, cache, n_new, rows=len(conditions))
         texts_out = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in gen.new_ids]
-        for c, text in zip(conditions, texts_out):
-            answered[c] += retrieval.rouge1_recall(needle.answer, text) >= retrieval.ANSWERED
-        print(f"{probe.id}: " + " ".join(f"{c}={int(retrieval.rouge1_recall(needle.answer, t) >= 0.5)}"
-                                       for c, t in zip(conditions, texts_out)), flush=True)
-    print(f"\ncausal check on {len(subset)} of {len(grid)} probes: {', '.join(p[0].__str__() + '-' + format(p[1], 'g') + '-' + p[2].id for p in subset)}\n")
+        hits = {c: retrieval.rouge1_recall(needle.answer, t) >= retrieval.ANSWERED for c, t in zip(conditions, texts_out)}
+        for c in conditions:
+            answered[c] += hits[c]
+        print(f"{probe.id}: " + " ".join(f"{c}={int(hit)}" for c, hit in hits.items()), flush=True)
+    print(f"\ncausal check on {len(subset)} of {len(grid)} probes: {', '.join(retrieval._probe_id(*p) for p in subset)}\n")
     print("| condition | heads masked | subset accuracy | full grid accuracy |\n|---|---|---|---|")
     for c in conditions:
         print(f"| {c} | {HEADS.get(c, '')} | {answered[c] / len(subset):.3f} | {FULL_GRID[c]:.3f} |")

