@@ -130,7 +130,8 @@ class HeadRuntime:
         if not wanting:
             return None
         x = args[0] if args else kwargs["hidden_states"]
-        cache = kwargs.get("past_key_values")  # not yet updated by this layer: its length is the offset
+        # the KV cache, not yet updated by this layer: its length is the offset ("cache" from transformers 5.25 on)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         offset = cache.get_seq_length(site.layer) if hasattr(cache, "get_seq_length") else 0
         for cap in wanting:
             selected = x
