@@ -9,8 +9,8 @@ sample through results.save_progress and skip it when re-run (resume).
 `PARAMS` in each module names the scan() keywords that identify a run (for resume).
 
 The same pattern makes an analysis run on several ranks (`torchrun -m interp scan`,
-interp.distributed) with no code of its own. What an analysis must do:
-- loop over its samples with `interp.progress.track(items, ...)`, with the same items in the
+interp.run.distributed) with no code of its own. What an analysis must do:
+- loop over its samples with `interp.base.progress.track(items, ...)`, with the same items in the
   same order on every run (seeded choices only), and not break out of a track loop;
 - in the loop, skip a sample whose key is in `done = results.load_progress(NAME)` and save
   every computed sample with `results.save_progress(NAME, key, record)` (a JSON-able record
@@ -45,7 +45,7 @@ def default_names() -> list[str]:
 
 
 def get(name: str):
-    from interp.errors import InterpError
+    from interp.base.errors import InterpError
 
     if name not in ANALYSES:
         raise InterpError(f"unknown analysis '{name}': choose from {', '.join(ANALYSES)}")

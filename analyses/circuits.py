@@ -1,7 +1,7 @@
 """Circuits: which heads carry a task, the smallest faithful head set, and how much two
 tasks' circuits overlap (METHODS.md section 5; Wang et al. 2022, Merullo et al. 2024).
 
-A task (interp.tasks) gives clean and corrupted prompts of equal token length and the
+A task (interp.data.tasks) gives clean and corrupted prompts of equal token length and the
 metric m = logit(answer) - logit(counterfactual) at the last position. A head's importance
 is the normalised effect of giving it its corrupted output in the clean run,
     (m(patched) - m(clean)) / (m(corrupt) - m(clean))      (means over prompts),
@@ -41,10 +41,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from interp.errors import InterpError
-from interp.interventions import PatchHead
-from interp.progress import track
-from interp.tasks import Task, TaskBatch, make_task
+from interp.base.errors import InterpError
+from interp.runtime.interventions import PatchHead
+from interp.base.progress import track
+from interp.data.tasks import Task, TaskBatch, make_task
 
 NAME = "circuits"
 PARAMS = ("samples", "max_length", "seed", "tasks", "ablation", "target", "rank_by", "exact", "verify_top",

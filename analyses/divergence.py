@@ -41,9 +41,9 @@ import pandas as pd
 import torch
 
 from interp.analyses.sinks import image_inputs, image_positions
-from interp.errors import InterpError
-from interp.interventions import LayerEdit, ScaleHead
-from interp.progress import track
+from interp.base.errors import InterpError
+from interp.runtime.interventions import LayerEdit, ScaleHead
+from interp.base.progress import track
 
 TOP_K = 4  # T-VHD: heads per layer summed
 ALPHA = 2.0  # VHR's reinforcement factor (alpha = 4 degenerates in the paper)

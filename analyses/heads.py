@@ -43,11 +43,11 @@ import pandas as pd
 import torch
 
 from interp.data import choose_prompts
-from interp.errors import InterpError
-from interp.interventions import UniformAttention, ZeroAblation
+from interp.base.errors import InterpError
+from interp.runtime.interventions import UniformAttention, ZeroAblation
 from interp.kernels import StatsRequest
-from interp.layout import text_config
-from interp.progress import track
+from interp.runtime.layout import text_config
+from interp.base.progress import track
 
 NAME = "heads"
 PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation")

@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 
 from interp.data import Needle, count_tokens, insert_needle, load_needles, load_texts, make_haystack, parse_needles
-from interp.errors import InterpError
-from interp.interventions import UniformAttention, ZeroAblation
+from interp.base.errors import InterpError
+from interp.runtime.interventions import UniformAttention, ZeroAblation
 from interp.kernels import StatsRequest
-from interp.progress import track
+from interp.base.progress import track
 
 # The scan() keywords that identify a run (a resumed run must pass the same ones).
 PARAMS = ("samples", "max_length", "seed", "lengths", "depths", "needles", "haystack", "max_new_tokens",

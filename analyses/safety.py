@@ -3,7 +3,7 @@ section 3), with the specificity checks that tell a safety head from a head whos
 breaks everything.
 
 For a causal LM with a chat template, on harmful requests (held-out AdvBench by default) and
-harmless ones (the project's, interp.safety_data):
+harmless ones (the project's, interp.data.safety):
 
 - Ships of a head on a request: KL(p(. | q) || p(. | q, head ablated)) of the next-token
   distribution at the first answer position. Ablations: "uniform" (undifferentiated
@@ -20,7 +20,7 @@ harmless ones (the project's, interp.safety_data):
   group ablated. Sahara: greedy groups that maximise it, candidates pre-ranked by the
   refusal-specific score (by Ships, as in the paper, with sahara_candidates="ships").
 - ASR: greedy answers to harmful requests judged refusal / compliance / broken
-  (interp.safety_data.judge: phrases, repetition and gibberish guards) plus a fluency guard
+  (interp.data.safety.judge: phrases, repetition and gibberish guards) plus a fluency guard
   (the unablated model's mean NLL of the answer); ASR = fluent compliance. Reported with no
   ablation, the top Ships head, the top refusal-specific head, the Sahara group and random
   groups of the same size, beside the refusal rate on harmless requests under the same
@@ -40,11 +40,11 @@ import random
 import pandas as pd
 import torch
 
-from interp import safety_data
-from interp.errors import InterpError
-from interp.interventions import MeanAblation, ScaleHead, UniformAttention
-from interp.models import chat_prompt
-from interp.progress import track
+from interp.data import safety as safety_data
+from interp.base.errors import InterpError
+from interp.runtime.interventions import MeanAblation, ScaleHead, UniformAttention
+from interp.runtime.models import chat_prompt
+from interp.base.progress import track
 
 NAME = "safety"
 PARAMS = ("samples", "max_length", "seed", "ablations", "eps", "group_size", "candidates", "rank", "random_draws",
@@ -61,12 +61,12 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
          sahara_candidates="specific") -> dict[str, pd.DataFrame]:
     """Ships, Sahara, ASR and specificity for every head (see module doc).
 
-    harmful / harmless: request lists, files for interp.safety_data.load_requests or names
+    harmful / harmless: request lists, files for interp.data.safety.load_requests or names
     (advbench, harmbench, harmless); None = held-out AdvBench / held-out project requests.
     samples: requests per set for per-head Ships (default 8); asr_samples: requests per set for ASR;
     max_length: requests whose chat prompt has more tokens are left out.
     The first ablation in `ablations` is the score; the others are reported beside it.
-    judge: a function text -> bool (refused) / label / Verdict (default interp.safety_data.judge);
+    judge: a function text -> bool (refused) / label / Verdict (default interp.data.safety.judge);
     refusal_tokens: words whose first tokens count as refusal tokens for the log-odds.
     extra_groups: {name: heads} also ablated in the ASR table (e.g. heads you suspect).
     min_refusal: below this refusal rate (no ablation) the scan stops: nothing to measure.
@@ -158,16 +158,6 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
 # ---- inputs ---------------------------------------------------------------------------------------
 
 
-def batch_inputs(model, texts: list[str]) -> dict:
-    """Chat-formatted, left-padded: every row's last position is its first answer position."""
-    tok = model.tokenizer
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        return model.tokenize(texts, chat=True)
-    finally:
-        tok.padding_side = side
-
-
 def all_heads(model) -> list[tuple[int, int]]:
     return model.layout.all_heads()
 
@@ -254,7 +244,7 @@ def head_table(per_sample: pd.DataFrame, ablations, penalty: float) -> pd.DataFr
 def last_hidden(model, texts: list[str], interventions=()) -> torch.Tensor:
     """Last-layer hidden state at the first answer position of every request, [N, d_model]."""
     with model.intervene(*interventions):
-        out = model.hf(**batch_inputs(model, texts), output_hidden_states=True, logits_to_keep=1)
+        out = model.hf(**model.tokenize(texts, chat=True, padding_side="left"), output_hidden_states=True, logits_to_keep=1)
     return out.hidden_states[-1][:, -1].float()
 
 
@@ -291,16 +281,6 @@ def sahara(model, texts, candidates, size=3, kind="uniform", eps=1e-5, means=Non
 
 
 @torch.no_grad()
-def answers(model, texts: list[str], max_new_tokens: int = 32, interventions=()) -> list[str]:
-    """Greedy answers, one batched generate (left padding)."""
-    inputs = batch_inputs(model, texts)
-    with model.intervene(*interventions):
-        out = model.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=model.tokenizer.pad_token_id or model.tokenizer.eos_token_id)
-    return model.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
-@torch.no_grad()
 def answer_nll(model, texts: list[str], replies: list[str]) -> list[float]:
     """Mean NLL per token of each reply under the unablated model (a fluency guard), one
     right-padded forward for all replies."""
@@ -331,7 +311,8 @@ def attack_outcome(model, harmful, harmless, group, kind="uniform", eps=1e-5, me
     ivs = [ablation(kind, list(group), eps, means)] if group else []
     out = {}
     for name, texts in (("harmful", harmful), ("harmless", harmless)):
-        replies = answers(model, texts, max_new_tokens, ivs)
+        with model.intervene(*ivs):
+            replies = model.answers(texts, max_new_tokens)
         labels = [safety_data.verdict_of(judge, r).label for r in replies]
         nll = answer_nll(model, texts, replies)
         labels = ["broken" if lab == "compliance" and n > max_nll else lab for lab, n in zip(labels, nll)]
@@ -356,7 +337,7 @@ def refusal_direction(model, harmful, harmless, layer: int | None = None) -> tor
         raise InterpError(f"direction_layer {layer} is out of range: the model has {model.layout.n_layers} layers")
     means = []
     for texts in (harmful, harmless):
-        out = model.hf(**batch_inputs(model, texts), output_hidden_states=True, logits_to_keep=1)
+        out = model.hf(**model.tokenize(texts, chat=True, padding_side="left"), output_hidden_states=True, logits_to_keep=1)
         means.append(out.hidden_states[layer][:, -1].float().mean(0))
     diff = means[0] - means[1]
     return diff / diff.norm().clamp_min(1e-12)
@@ -366,7 +347,7 @@ def refusal_direction(model, harmful, harmless, layer: int | None = None) -> tor
 def direction_writes(model, texts, direction: torch.Tensor) -> torch.Tensor:
     """Each head's mean direct write onto `direction` at the first answer position, [layers, heads]."""
     with model.capture(resid=True, positions="last") as cap:
-        model.hf(**batch_inputs(model, texts), logits_to_keep=1)
+        model.hf(**model.tokenize(texts, chat=True, padding_side="left"), logits_to_keep=1)
     return (cap.resid[:, :, :, 0].float() @ direction.to(cap.resid.device)).mean(0).cpu()
 
 

@@ -32,16 +32,16 @@ import torch
 
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import choose_prompts, load_prompts
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 from interp.kernels import StatsRequest
-from interp.layout import text_config
-from interp.progress import track
-from interp.threads import small_ops
+from interp.runtime.layout import text_config
+from interp.base.progress import track
+from interp.kernels.threads import small_ops
 
 NAME = "sinks"
 PARAMS = ("samples", "max_length", "seed", "eps", "n_tokens", "sink_positions", "massive_abs", "massive_ratio",
           "tau", "sink_dims", "rho", "min_image_mass", "image_prompt")
-SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.threads)
+SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.kernels.threads)
 MIN_QUERIES = 8  # token_types skips the last keys of a prompt: a mean over a few queries is mostly noise
 
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from interp.errors import InterpError
-from interp.interventions import AttentionContext, Redistribute, move_attention
+from interp.base.errors import InterpError
+from interp.runtime.interventions import AttentionContext, Redistribute, move_attention
 
 P, RHO, MIN_IMAGE_MASS = 0.6, 0.5, 0.2
 

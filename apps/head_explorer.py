@@ -3,7 +3,7 @@
     interp explore results/smollm2
     streamlit run apps/head_explorer.py -- results/smollm2      (the same)
 
-It reads only the results format (interp.results). Browsing needs no model; the model named
+It reads only the results format (interp.run.results). Browsing needs no model; the model named
 in the manifest is loaded the first time a panel runs it (attention pattern, ablation) and
 then kept for the session (st.cache_resource).
 """
@@ -19,11 +19,11 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from interp.ablation import Mode, ablation_effect, make_intervention
+from interp.runtime.ablation import Mode, ablation_effect, make_intervention
 from interp.data import load_prompts
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 from interp.kernels import StatsRequest
-from interp.results import ResultsDir, open_results
+from interp.run.results import ResultsDir, open_results
 
 TOKEN_LEVEL_LIMIT = 64  # longer prompts are shown as a pooled map: a token grid would be unreadable
 POOLED_BINS = (64, 64)
@@ -213,7 +213,7 @@ def among_all_heads(name: str, layer: int, head: int, heads: pd.DataFrame) -> No
 
 @st.cache_resource(show_spinner="loading the model ...")
 def get_model(source: str):
-    from interp import models  # here, not at the top: browsing needs no torch model code
+    from interp.runtime import models  # here, not at the top: browsing needs no torch model code
 
     return models.load_model(source)  # the bundled model is recorded by name; load_model knows it
 

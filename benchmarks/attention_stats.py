@@ -28,7 +28,7 @@ import torch
 import transformers as tf
 
 import interp
-import interp.fast_attention as fast_attention
+import interp.runtime.fast_attention as fast_attention
 from interp import StatsRequest
 from interp.data import make_haystack
 

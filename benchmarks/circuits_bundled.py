@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 import interp
-from interp import tasks
+from interp.data import tasks
 from interp.analyses import circuits
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 
 from _markdown import show  # benchmarks/ is on sys.path when a script here runs
 

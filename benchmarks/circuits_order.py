@@ -14,9 +14,9 @@ import time
 import pandas as pd
 
 import interp
-from interp import tasks
+from interp.data import tasks
 from interp.analyses import circuits
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 

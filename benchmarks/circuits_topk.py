@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from interp.analyses import circuits
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 

@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 import interp
-from interp import PatchHead, tasks
+from interp import PatchHead
+from interp.data import tasks
 from interp.analyses import circuits
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs

@@ -15,8 +15,8 @@ import torch
 
 import interp
 from interp.analyses import retrieval
-from interp.models import cache_dir
-from interp.results import ResultsDir
+from interp.runtime.models import cache_dir
+from interp.run.results import ResultsDir
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 

@@ -22,7 +22,7 @@ import torch
 
 from interp import organisms
 from interp.analyses import safety
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 
 from _markdown import show  # benchmarks/ is on sys.path when a script here runs
 

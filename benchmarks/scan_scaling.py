@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from interp.results import open_results
+from interp.run.results import open_results
 
 from _markdown import markdown  # benchmarks/ is on sys.path when a script here runs
 

@@ -7,7 +7,7 @@
 
 Bad input ends in one red line on stderr ("error: ...") that says what to do, and a non-zero
 exit code; InterpError is caught in one place (InterpGroup.invoke). The ablation helpers
-live in interp.ablation, so the head explorer runs the same code as `interp ablate`.
+live in interp.runtime.ablation, so the head explorer runs the same code as `interp ablate`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
-from interp import distributed
-from interp.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
-from interp.errors import InterpError
-from interp.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
+from interp.run import distributed
+from interp.runtime.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
+from interp.base.errors import InterpError
+from interp.run.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
 
-# torch, transformers and interp.models are imported inside the commands that need them,
+# torch, transformers and interp.runtime.models are imported inside the commands that need them,
 # so `interp --help` and `interp explore` start in a second rather than ten.
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -69,7 +69,7 @@ app = typer.Typer(
 
 
 def load(model: str | None, device: str | None = None, dtype: str = "float32", **placement):
-    from interp.models import load_model  # checks --device and --dtype before loading anything
+    from interp.runtime.models import load_model  # checks --device and --dtype before loading anything
 
     with err.status(f"loading {model or BUNDLED_NAME}"), no_transformers_progress_bars():
         return load_model(model, device=device, dtype=dtype, **placement)
@@ -213,7 +213,7 @@ def scan(
     analyses are skipped and saved samples are not redone when the command runs again.
     """
     modules = analysis_modules(analyses)
-    device = distributed.init(device)  # under torchrun & co: join the ranks (interp.distributed)
+    device = distributed.init(device)  # under torchrun & co: join the ranks (interp.run.distributed)
     out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
     options = analysis_options(modules, images=images, tasks=tasks, harmful=harmful, harmless=harmless)  # only for the analyses that take them
     out_dir = out_dir or Path("results") / model_name(model)
@@ -280,13 +280,15 @@ def ablate(
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
 ):
     """Generate with and without the heads ablated, and show how the next-token distribution moves."""
-    from interp.interventions import parse_heads
+    from interp.data import load_prompts
+    from interp.runtime.interventions import parse_heads
 
     parsed_mode = Mode.parse(mode)
     parse_heads(heads)  # syntax errors before the slow model load; ranges are checked after it
     loaded = load(model, device, dtype)
     with err.status("computing mean head outputs over the bundled prompts" if parsed_mode.kind == "mean" else "preparing"):
-        intervention = make_intervention(loaded, heads, parsed_mode)
+        means = loaded.head_means(load_prompts()) if parsed_mode.kind == "mean" else None
+        intervention = make_intervention(loaded, heads, parsed_mode, means)
     with err.status("generating"):
         effect = ablation_effect(loaded, intervention, prompt, max_new_tokens, chat)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from interp.errors import InterpError
-from interp.results import ResultsDir, open_results
+from interp.base.errors import InterpError
+from interp.run.results import ResultsDir, open_results
 
 DEFAULT_K = 10  # top heads per measure (capped at a quarter of the heads for tiny models)
 MEASURE_PREFIX = "score."  # "score.<what>" columns are measures of their own

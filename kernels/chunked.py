@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from interp.threads import torch_threads
+from interp.kernels.threads import torch_threads
 
 from .request import StatsRequest
 

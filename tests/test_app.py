@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import interp.analyses
 import interp.cli
-from interp.results import open_results
+from interp.run.results import open_results
 from tests.test_cli import make_analysis, save_tiny_long_model, save_tiny_model
 
 APP = Path(__file__).resolve().parent.parent / "apps" / "head_explorer.py"
@@ -153,15 +153,15 @@ def test_browsing_needs_no_model(results_dir, tmp_path, monkeypatch):
     manifest = json.loads((moved / "manifest.json").read_text())
     manifest["model"]["source"] = str(tmp_path / "model-that-is-gone")
     (moved / "manifest.json").write_text(json.dumps(manifest))
-    import interp.models
+    import interp.runtime.models
 
-    loads, real_load = [], interp.models.load_model
+    loads, real_load = [], interp.runtime.models.load_model
 
     def counted_load(*args, **kwargs):
         loads.append(args)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(interp.models, "load_model", counted_load)
+    monkeypatch.setattr(interp.runtime.models, "load_model", counted_load)
 
     at = app_on(moved, monkeypatch)
     at.selectbox(key="head").set_value(0).run()
@@ -221,7 +221,7 @@ def test_atlas_tab_shows_what_the_report_computes(results_dir, tmp_path, monkeyp
     import pandas as pd
 
     from interp import report
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
 
     moved = shutil.copytree(results_dir, tmp_path / "results")  # plus a table with a further measure
     extra = open_results(moved).read_table("first_token")[["layer", "head"]]

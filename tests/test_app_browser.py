@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.results import open_results
+from interp.run.results import open_results
 from tests.test_app import APP, make_results
 
 REPO = APP.parent.parent

@@ -18,7 +18,7 @@ def smol():
 def test_second_load_uses_the_dequantised_cache(smol):
     again = interp.load_model()
     cached = again.hf.config._name_or_path
-    assert "SmolLM2-135M-Instruct" in cached and (interp.models.cache_dir() / "models") in __import__("pathlib").Path(cached).parents
+    assert "SmolLM2-135M-Instruct" in cached and (interp.runtime.models.cache_dir() / "models") in __import__("pathlib").Path(cached).parents
     assert smol.file_hash == again.file_hash and len(smol.file_hash) == 64
     L = again.layout
     assert (L.n_layers, L.n_heads, L.n_kv_heads, L.head_dim, L.max_positions) == (30, 9, 3, 64, 8192)

@@ -12,9 +12,10 @@ import pytest
 import torch
 import transformers as tf
 
-from interp import InterpError, InterpModel, tasks
+from interp import InterpError, InterpModel
+from interp.data import tasks
 from interp.analyses import circuits
-from interp.results import ResultsDir, validate_head_table
+from interp.run.results import ResultsDir, validate_head_table
 from tests.tiny import SMALL
 
 S = [(0, 1), (1, 3), (2, 0), (2, 2)]

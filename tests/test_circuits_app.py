@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp.analyses import circuits
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 from tests.test_app import app_on, charts
 from tests.test_circuits import S, tiny
 

@@ -6,9 +6,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-import interp.data as data
+import interp.data.probes as data
 from interp.data import Needle, insert_needle, load_needles, load_prompts, load_texts, make_haystack
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 
 def word_tokenizer():

@@ -7,9 +7,9 @@ import torch
 from typer.testing import CliRunner
 
 from interp import InterpError, ScaleAttention, StatsRequest, ZeroAblation, load_model
-from interp.ablation import Mode, ablation_effect, make_intervention
+from interp.runtime.ablation import Mode, ablation_effect, make_intervention
 from interp.cli import app
-from interp.results import open_results
+from interp.run.results import open_results
 from tests.tiny import save_tiny_llama
 
 TOL = 1e-5

@@ -1,4 +1,4 @@
-"""Scans over several ranks (interp.distributed): 2 gloo processes under torchrun write the
+"""Scans over several ranks (interp.run.distributed): 2 gloo processes under torchrun write the
 same results directory as one process, and a scan whose rank was killed resumes each shard."""
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp.results import open_results
+from interp.run.results import open_results
 from tests.test_cli import tiny_long_dir  # noqa: F401 (a fixture)
 
 SCAN = ["--samples", "4", "--max-length", "200"]
@@ -23,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "INTERP_PROGRESS": "0"}
 LOGGED_INTERP = """
 import os, sys, time
 from pathlib import Path
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 real, delay, log = ResultsDir.save_progress, float(os.environ.get("SLOW", "0")), Path(os.environ["SAVE_LOG"])
 def save(self, analysis, key, record):
     real(self, analysis, key, record)
@@ -134,7 +134,7 @@ def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path, plain_main):
 
     import torch.multiprocessing as mp
 
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
     from tests.two_pass import two_pass_rank, two_pass_scan
 
     alone = two_pass_scan(ResultsDir(tmp_path / "alone"), computed=[])
@@ -151,7 +151,7 @@ def test_every_loop_of_an_analysis_is_sharded_in_turn(tmp_path, plain_main):
 def test_an_error_in_one_rank_ends_every_rank(tmp_path, plain_main):
     import torch.multiprocessing as mp
 
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
     from tests.two_pass import failing_rank
 
     with pytest.raises(mp.ProcessExitedException):

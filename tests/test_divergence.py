@@ -204,7 +204,7 @@ def test_context_divergence_of_a_planted_reader_on_a_tiny_llama():
 @pytest.mark.bundled
 def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     from interp.cli import app
-    from interp.results import open_results
+    from interp.run.results import open_results
 
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["scan", "--analyses", "context", "--samples", "4", "--out", str(out)])
@@ -216,7 +216,7 @@ def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
 
 
 def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tmp_path, monkeypatch):
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
     from tests.test_app import app_on, charts
 
     folder = tmp_path / "images"

@@ -1,12 +1,12 @@
-"""The fused output-and-lse path (interp.fast_attention) against the plain path and transformers' eager
+"""The fused output-and-lse path (interp.runtime.fast_attention) against the plain path and transformers' eager
 attention, on every tiny architecture: same outputs, same statistics, with the lse given or found."""
 
 import pytest
 import torch
 
-import interp.fast_attention as fast_attention
+import interp.runtime.fast_attention as fast_attention
 from interp import StatsRequest
-from interp.fast_attention import attention_with_lse
+from interp.runtime.fast_attention import attention_with_lse
 from tests.tiny import ARCHS, outputs, pair, random_ids
 
 TOL = 1e-4
@@ -29,7 +29,7 @@ def _capture(model, ids, mask, fused: bool, monkeypatch):
         return result
 
     monkeypatch.setattr(fast_attention, "ENABLED", fused)
-    monkeypatch.setattr("interp.attention.attention_with_lse", counting)
+    monkeypatch.setattr("interp.runtime.attention.attention_with_lse", counting)
     with torch.no_grad(), model.capture(stats=ALL) as cap:
         out = outputs(model, ids, mask)
     return out, {name: cap.get(name) for name in cap.names()}, sum(calls)

@@ -8,8 +8,8 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from interp import InterpModel, StatsRequest
 from interp.analyses import heads
-from interp.errors import InterpError
-from interp.results import ResultsDir
+from interp.base.errors import InterpError
+from interp.run.results import ResultsDir
 from tests.tiny import pair, tiny_tokenizer
 
 # ---- a planted model -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ["pyproject.toml", "README.md", "interp", "analyses", "kernels", "apps"]

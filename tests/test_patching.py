@@ -42,7 +42,7 @@ def eager_patched(eager, model, ids, edits):
 
 
 def _proj(eager, layer):
-    from interp.layout import find_attention_sites
+    from interp.runtime.layout import find_attention_sites
 
     return find_attention_sites(eager)[layer].output_projection
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 import interp.cli
 from interp import report
-from interp.errors import InterpError
-from interp.results import ResultsDir
+from interp.base.errors import InterpError
+from interp.run.results import ResultsDir
 from tests.test_cli import save_tiny_long_model
 
 REPO = Path(__file__).resolve().parent.parent

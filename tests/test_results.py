@@ -3,9 +3,10 @@ import json
 import pandas as pd
 import pytest
 
-from interp import results as results_module
-from interp.errors import InterpError
-from interp.results import ResultsDir, file_hash, open_results, package_versions
+from interp.run import results as results_module
+from interp.base.errors import InterpError
+from interp.base.files import file_hash
+from interp.run.results import ResultsDir, open_results, package_versions
 
 
 def head_table(n_layers=2, n_heads=3):

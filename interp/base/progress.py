@@ -3,7 +3,7 @@
 `track(items, "probes")` shows a bar with ETA on a terminal; in tests, notebooks and CI
 (no terminal) it stays quiet unless INTERP_PROGRESS=1.
 
-In a scan over several ranks (interp.distributed), track also splits the work: in the
+In a scan over several ranks (interp.run.distributed), track also splits the work: in the
 loop being sharded it yields only this rank's share and then hands the saved records to
 every rank; rank 0 alone shows a bar.
 """
@@ -26,7 +26,7 @@ def enabled() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
-    from interp import distributed
+    from interp.run import distributed
 
     plan = distributed.shard(items)
     if plan is not None:

@@ -28,8 +28,8 @@ from typing import Callable, Union
 
 import torch
 
-from interp.errors import InterpError
-from interp.interventions import PositionsLike, position_mask
+from interp.base.errors import InterpError
+from interp.runtime.interventions import PositionsLike, position_mask
 from interp.kernels import StatsRequest
 
 # Statistics with one value per query can be joined over steps; the others cannot.

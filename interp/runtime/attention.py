@@ -22,12 +22,12 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from interp.capture import Capture
-from interp.errors import InterpError
-from interp.fast_attention import attention_with_lse
-from interp.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
+from interp.runtime.capture import Capture
+from interp.base.errors import InterpError
+from interp.runtime.fast_attention import attention_with_lse
+from interp.runtime.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
 from interp.kernels import attention_stats
-from interp.layout import AttentionSite, HeadLayout
+from interp.runtime.layout import AttentionSite, HeadLayout
 
 NAME = "interp"
 QUERY_CHUNK = 1024  # queries per eager chunk: chunk x keys x heads floats stay small

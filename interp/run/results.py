@@ -8,7 +8,7 @@ A results directory DIR holds:
                                    (<analysis>.rank<R>.jsonl: rank R's share of a scan over several ranks)
 
 Every file is replaced atomically, so a crash never leaves a half-written table or manifest.
-In a scan over several ranks (interp.distributed) only rank 0 writes the manifest and the
+In a scan over several ranks (interp.run.distributed) only rank 0 writes the manifest and the
 tables; every rank appends its own progress, and load_progress returns every rank's records.
 """
 
@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -28,15 +27,16 @@ from typing import Any, Callable
 import pandas as pd
 import pyarrow.parquet as pq
 
-from interp import distributed
-from interp.errors import InterpError
+from interp.run import distributed
+from interp.base.errors import InterpError
+from interp.base.files import atomic_write
+from interp.runtime.bundled import BUNDLED_NAME
 
 FORMAT = "interp-results"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 PROGRESS_DIR = ".progress"
 HEAD_COLUMNS = ("layer", "head", "score")
-BUNDLED_NAME = "SmolLM2-135M-Instruct"  # = interp.models.BUNDLED_NAME (a test checks they agree)
 
 # Analysis and table names become parts of file names split on '.', so they may not contain one.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -61,15 +61,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def file_hash(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so multi-GB model files do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- the model's identity in the manifest ------------------------------------------------------
@@ -111,38 +102,6 @@ def weights_hash(directory: Path, sample: int = 1 << 20) -> str | None:
             f.seek(max(0, size - sample))
             digest.update(f.read(sample))
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp_path), fsync, then rename over path; on any failure path is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file lives in the same directory so os.replace is a same-filesystem atomic rename.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on Windows, where it is skipped.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_name(kind: str, name: str) -> None:

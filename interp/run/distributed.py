@@ -4,7 +4,7 @@
 
 (or any launcher that sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT). Every rank loads
 the model and runs the same analysis code; the per-sample loops are split between them by
-`interp.progress.track`, and the per-sample records travel through
+`interp.base.progress.track`, and the per-sample records travel through
 `results.save_progress/load_progress`, which analyses already use for resume. So an analysis
 written in that pattern (analyses/__init__.py) takes part without knowing about ranks.
 
@@ -121,7 +121,7 @@ def run_scan(scan, *args, **kwargs):
         _active = None
 
 
-# ---- hooks for interp.progress.track and interp.results ----------------------------------------
+# ---- hooks for interp.base.progress.track and interp.run.results ----------------------------------------
 
 
 def shard(items) -> tuple[list, bool] | None:

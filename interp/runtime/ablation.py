@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 if TYPE_CHECKING:  # annotations only: the CLI imports this module before torch
     import torch
@@ -49,10 +49,9 @@ class Mode:
 
 
 def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
-    """The intervention for --mode; mean ablation uses `means` or the mean head outputs over
-    the bundled prompts (43 forward passes, so callers that ablate often pass cached means)."""
-    from interp.data import load_prompts
-    from interp.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
+    """The intervention for --mode. Mean ablation needs the mean head outputs, `means`
+    ([layers, heads, head_dim], from model.head_means(texts)): the caller chooses the texts."""
+    from interp.runtime.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
 
     heads = model.heads(heads)  # range-checked against the model's layout
     if mode.kind == "zero":
@@ -61,7 +60,9 @@ def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = Non
         return UniformAttention(heads)
     if mode.kind == "scale":
         return ScaleHead(heads, factor=mode.factor)
-    return MeanAblation(heads, means=model.head_means(load_prompts()) if means is None else means)
+    if means is None:
+        raise InterpError("mean ablation needs the mean head outputs: pass means=model.head_means(texts)")
+    return MeanAblation(heads, means=means)
 
 
 @dataclass

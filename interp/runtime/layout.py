@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 # Names of the output projection inside an attention module, by architecture family:
 # llama/mistral/qwen2/gemma: o_proj; gpt2: c_proj; gpt_neox: dense; clip-style: out_proj.

@@ -16,7 +16,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 NEEDLE_KEYS = ("id", "needle", "question", "answer")
 # File types read through datasets' packaged builders; the value is the builder name.

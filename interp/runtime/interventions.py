@@ -25,7 +25,7 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from interp.errors import InterpError
+from interp.base.errors import InterpError
 
 Head = tuple[int, int]
 HeadsLike = Union[str, Head, Sequence[Head], Sequence[str]]

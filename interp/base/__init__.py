@@ -1,0 +1,1 @@
+"""The base layer, under everything else: errors, files, progress. Imports no other part of interp."""
