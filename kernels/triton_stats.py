@@ -65,11 +65,8 @@ def _tile_logits(q, k_base, stride_kn, stride_kd, kp_base, offs_m, start_n, Nq, 
 
 
 @triton.jit
-def _stats_fwd(Q, K, KP, LSE, ARG, ARGP, ENT,
-               sqb, sqh, sqm, sqd, skb, skh, skn, skd,
-               Hq, G, Nq, Nk, D, q_offset, scale, softcap, window,
-               CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_KP: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _query_tile(Q, K, KP, sqb, sqh, sqm, sqd, skb, skh, Hq, G, Nq, Nk, D, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's query block (grid axis 0) of batch x head bh (axis 1): its queries and where its keys start."""
     start_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)  # int64 so that offsets into big tensors cannot overflow
     b = bh // Hq
@@ -79,7 +76,17 @@ def _stats_fwd(Q, K, KP, LSE, ARG, ARGP, ENT,
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd,
                 mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)
     k_base = K + b * skb + (h // G) * skh  # GQA: query head h reads KV head h // G
-    kp_base = KP + b * Nk
+    return start_m, bh, b, offs_m, q, k_base, KP + b * Nk
+
+
+@triton.jit
+def _stats_fwd(Q, K, KP, LSE, ARG, ARGP, ENT,
+               sqb, sqh, sqm, sqd, skb, skh, skn, skd,
+               Hq, G, Nq, Nk, D, q_offset, scale, softcap, window,
+               CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_KP: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    start_m, bh, b, offs_m, q, k_base, kp_base = _query_tile(Q, K, KP, sqb, sqh, sqm, sqd, skb, skh, Hq, G, Nq, Nk, D,
+                                                             BLOCK_M, BLOCK_D)
 
     # m starts finite (not -inf) so that exp(m_old - m_new) and (m_old - m_new) * l never see inf - inf,
     # even on rows whose keys are all hidden so far.
@@ -129,17 +136,9 @@ def _stats_mass(Q, K, KP, LSE, SPANS, SPAN_OUT, POOL_OUT, KEYM_OUT, QLAB, KLAB, 
     Grid axis 2 walks column blocks of BLOCK_S; the column block 0 programs also do the key mass and the
     key_match pairs (labels [B or 1, n_match, Nq] and [B or 1, n_match, Nk], batch strides sqlb and sklb).
     ROW_STATS (the lse was given, so pass 1 did not run): also the argmax and the entropy, lse - sum p s."""
-    start_m = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
+    start_m, bh, b, offs_m, q, k_base, kp_base = _query_tile(Q, K, KP, sqb, sqh, sqm, sqd, skb, skh, Hq, G, Nq, Nk, D,
+                                                             BLOCK_M, BLOCK_D)
     col_block = tl.program_id(2)
-    b = bh // Hq
-    h = bh % Hq
-    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd,
-                mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)
-    k_base = K + b * skb + (h // G) * skh
-    kp_base = KP + b * Nk
     lse = tl.load(LSE + bh * Nq + offs_m, mask=offs_m < Nq, other=0.0)
     seen = lse != float("-inf")
     lse = tl.where(seen, lse, 0.0)  # such rows have only -inf logits: p = 0, not NaN

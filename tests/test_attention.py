@@ -185,13 +185,23 @@ def test_stats_capture_agrees_with_pattern(models):
     with torch.no_grad(), model.capture(pattern=True, stats=request, positions="last") as cap:
         outputs(model, ids)
     pattern = cap.pattern[..., 0, :]  # [B, L, H, Nk] of the last query
-    stats_argmax = cap.get("argmax")[..., 0]
-    assert torch.equal(stats_argmax, pattern.argmax(-1))
+    assert torch.equal(cap.argmax[..., 0], pattern.argmax(-1))  # statistics read like patterns, same axes
     entropy = -(pattern * pattern.clamp_min(1e-30).log()).sum(-1)
-    assert torch.allclose(cap.get("entropy")[..., 0], entropy, atol=1e-5)
-    spans = cap.get("span_mass")[..., 0, :]
+    assert torch.allclose(cap.entropy[..., 0], entropy, atol=1e-5)
+    spans = cap.span_mass[..., 0, :]
     assert torch.allclose(spans[..., 0], pattern[..., 0], atol=1e-5)
     assert torch.allclose(spans[..., 1], pattern[..., 2:5].sum(-1), atol=1e-5)
+
+
+def test_a_statistic_not_asked_for_says_what_was_captured():
+    _, model = pair("llama")
+    with torch.no_grad(), model.capture(stats=StatsRequest(argmax=True)) as cap:
+        outputs(model, random_ids())
+    assert torch.equal(cap.argmax, cap.get("argmax"))
+    with pytest.raises(InterpError, match="'entropy' was not captured; captured: argmax"):
+        cap.entropy
+    with pytest.raises(AttributeError):
+        cap.no_such_thing
 
 
 def test_gradients_flow_through_captures_and_interventions(models):

@@ -7,7 +7,7 @@ one decoding step of `generate`). Results are tensors shaped
 [batch, layer, head, position, ...] over the selected layers and heads; per-query
 results of several steps are joined along the position axis.
 
-TransformerLens names work too: cap["blocks.3.attn.hook_z"] is [batch, pos, head, d_head],
+TransformerLens names work too, in TransformerLens's own axis orders: cap["blocks.3.attn.hook_z"] is [batch, pos, head, d_head],
 cap["blocks.3.attn.hook_pattern"] is [batch, head, query_pos, key_pos] and
 cap["blocks.3.attn.hook_result"] is [batch, pos, head, d_model].
 
@@ -35,7 +35,10 @@ from interp.kernels import StatsRequest
 # Statistics with one value per query can be joined over steps; the others cannot.
 PER_QUERY = {"z", "resid", "lse", "argmax", "argmax_prob", "entropy", "span_mass", "match_mass", "positions", "resid_pre"}
 TL_ALIASES = {"hook_z": "z", "hook_pattern": "pattern", "hook_result": "resid"}
-PER_LAYER = {"resid_pre"}  # one value per layer, not per head: [batch, pos, ...] per layer and step
+PER_LAYER = {"resid_pre"}
+# what a StatsRequest can ask for (interp.kernels): each is an attribute of a Capture too
+STATISTICS = ("lse", "argmax", "argmax_prob", "entropy", "span_mass", "match_mass", "pooled", "key_mass")
+READABLE = ("z", "resid", "pattern", "resid_pre", *STATISTICS)  # cap.<name>  # one value per layer, not per head: [batch, pos, ...] per layer and step
 
 
 @dataclass
@@ -121,21 +124,15 @@ class Capture:
             raise InterpError("graph_z needs model.capture(z=True, detach=False)")
         return self.records["z_graph"][layer]
 
-    @property
-    def z(self) -> torch.Tensor:
-        return self.get("z")
+    def __getattr__(self, name: str) -> torch.Tensor:
+        """Everything captured reads the same way: cap.z, cap.pattern, cap.resid_pre, cap.argmax,
+        cap.entropy, cap.span_mass ... are cap.get(name), [batch, layer, head, position, ...]."""
+        if name in READABLE:
+            return self.get(name)
+        raise AttributeError(f"'Capture' has no attribute '{name}'")
 
-    @property
-    def resid(self) -> torch.Tensor:
-        return self.get("resid")
-
-    @property
-    def pattern(self) -> torch.Tensor:
-        return self.get("pattern")
-
-    @property
-    def resid_pre(self) -> torch.Tensor:
-        return self.get("resid_pre")
+    def __dir__(self) -> list[str]:
+        return sorted([*super().__dir__(), *READABLE])
 
     @property
     def positions(self) -> torch.Tensor:
