@@ -6,7 +6,9 @@
 returning at least "heads" (one row per layer x head: layer, head, score, ...) and any
 per-sample tables under other keys. With `results`, long scans save each finished
 sample through results.save_progress and skip it when re-run (resume).
-`PARAMS` in each module names the scan() keywords that identify a run (for resume).
+`PARAMS` in each module names the scan() keywords that identify a run (for resume), and
+`MEASURE` says what its head table's `score` is ("induction score", "Ships", ...): the CLI, the
+report and the explorer label the score with it.
 
 The same pattern makes an analysis run on several ranks (`torchrun -m interp scan`,
 interp.run.distributed) with no code of its own. What an analysis must do:

@@ -41,12 +41,14 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from interp.analyses.head_sets import overlap
 from interp.base.errors import InterpError
-from interp.runtime.interventions import PatchHead
+from interp.runtime.ablation import head_ablation
 from interp.base.progress import track
 from interp.data.tasks import Task, TaskBatch, make_task
 
 NAME = "circuits"
+MEASURE = "importance"  # the head table's score: normalised effect of patching the head, first task, rank_by method
 PARAMS = ("samples", "max_length", "seed", "tasks", "ablation", "target", "rank_by", "exact", "verify_top",
           "verify_random", "ig_steps", "positions", "order")
 DEFAULT_TASKS = ("ioi", "colored_objects")
@@ -157,7 +159,7 @@ def patched_metrics(model, run: Run, prompts: list[int], head_sets: list[list[He
     n = run.batch.clean.shape[1]
     prefix = None
     if positions == "last" and n > 1:
-        prefix = model.hf(input_ids=run.batch.clean[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
+        prefix = model.prefill(run.batch.clean[:, :-1])
     out = []
     for start in range(0, len(prompts), chunk):
         rows = torch.tensor(prompts[start : start + chunk], device=model.device)
@@ -172,12 +174,12 @@ def patched_metrics(model, run: Run, prompts: list[int], head_sets: list[list[He
         if prefix is not None:
             cache = copy.deepcopy(prefix)
             cache.batch_select_indices(rows)
-            patch = PatchHead(heads, values=values[:, :, :, -1:], source=source, mask=mask)
+            patch = head_ablation("patch", heads, values=values[:, :, :, -1:], source=source, mask=mask)
             with model.intervene(patch):
-                logits = last_logits(model, run.batch.clean[rows, -1:], past_key_values=cache)
+                logits = last_logits(model, run.batch.clean[rows, -1:], cache=cache)
         else:
             where = None if positions in ("all", "last") else [int(positions)]
-            with model.intervene(PatchHead(heads, values=values, source=source, mask=mask, positions=where)):
+            with model.intervene(head_ablation("patch", heads, values=values, source=source, mask=mask, positions=where)):
                 logits = last_logits(model, run.batch.clean[rows])
         out.append(logit_diff(logits, run.batch, rows))
     return torch.cat(out) if out else torch.zeros(0)
@@ -313,9 +315,9 @@ def path_patching(model, prepared: Prepared, sender: Head, receivers: list[Head]
     for run in prepared.runs:
         values = run.clean_z.clone()
         values[:, sender[0], sender[1]] = run.corrupt_z[:, sender[0], sender[1]]
-        with model.capture(z=True) as cap, model.intervene(PatchHead(frozen + [sender], values=values)):
+        with model.capture(z=True) as cap, model.intervene(head_ablation("patch", frozen + [sender], values=values)):
             model.hf(input_ids=run.batch.clean, logits_to_keep=1)
-        with model.intervene(PatchHead(receivers, values=cap.z)):
+        with model.intervene(head_ablation("patch", receivers, values=cap.z)):
             total += float(logit_diff(last_logits(model, run.batch.clean), run.batch).sum())
         count += run.batch.clean.shape[0]
     return float(prepared.normalise(torch.tensor(total / count, dtype=torch.float64)))
@@ -422,23 +424,6 @@ def faithfulness_of(model, prepared: Prepared, heads: list[Head], ablation: str 
     else:
         m = set_metrics(model, prepared, [list(heads)], ablation)[0]
     return (m - m_empty) / (m_full - m_empty)
-
-
-# ---- overlap -------------------------------------------------------------------------------------
-
-
-def overlap(a: set, b: set, n: int) -> dict:
-    """IoU and containment of two head sets among n heads, the IoU expected of random sets of
-    the same sizes, and the hypergeometric p-value of an intersection at least this large."""
-    a, b = set(a), set(b)
-    inter, union = len(a & b), len(a | b)
-    dist = stats.hypergeom(n, len(a), len(b))
-    sizes = np.arange(max(0, len(a) + len(b) - n), min(len(a), len(b)) + 1)
-    unions = len(a) + len(b) - sizes
-    chance_iou = float(np.sum(dist.pmf(sizes) * np.where(unions > 0, sizes / np.maximum(unions, 1), 0)))
-    return {"size_a": len(a), "size_b": len(b), "intersection": inter, "iou": inter / union if union else float("nan"),
-            "containment_a": inter / len(a) if a else float("nan"), "containment_b": inter / len(b) if b else float("nan"),
-            "chance_intersection": len(a) * len(b) / n, "chance_iou": chance_iou, "p_value": float(dist.sf(inter - 1))}
 
 
 # ---- scan ------------------------------------------------------------------------------------------

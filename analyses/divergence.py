@@ -40,11 +40,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from interp.analyses.head_sets import head_table
 from interp.analyses.sinks import image_inputs, image_positions
 from interp.base.errors import InterpError
+from interp.data.probes import seeded_subset
 from interp.runtime.interventions import LayerEdit, ScaleHead
 from interp.base.progress import track
 
+MEASURE = "head divergence"  # the head table's score: mean ||z with the span - z without it|| (CD or VHD below)
 TOP_K = 4  # T-VHD: heads per layer summed
 ALPHA = 2.0  # VHR's reinforcement factor (alpha = 4 degenerates in the paper)
 LATE_SHARE = 14 / 32  # VHR layers: layer 1 plus this share of the last layers (LLaVA-1.5: 14 of 32)
@@ -325,31 +328,22 @@ def context_prompt(model, item: dict) -> tuple[dict, tuple[int, int]]:
 
 def _head_rows(d: Divergence, layout) -> pd.DataFrame:
     """Mean over samples of [B, L, H] divergences -> one row per head."""
-    layer, head = torch.meshgrid(torch.arange(layout.n_layers), torch.arange(layout.n_heads), indexing="ij")
     filtered = d.filtered
     median = d.l2.quantile(0.5, dim=-1, keepdim=True)
-    return pd.DataFrame({
-        "layer": layer.flatten().numpy(), "head": head.flatten().numpy(),
-        "score": d.l2.mean(0).flatten().numpy(),  # mean VHD / CD
-        "filtered": filtered.mean(0).flatten().numpy(),  # mean after the outlier filter
-        "cosine": d.cosine.mean(0).flatten().numpy(),
-        "ratio": d.ratio.mean(0).flatten().numpy(),
-        "norm_sq": d.norm_sq.mean(0).flatten().numpy(),
-        "outlier_rate": ((filtered == 0) & (d.l2 > 0)).float().mean(0).flatten().numpy(),
-        "above_median": (d.l2 > median).float().mean(0).flatten().numpy(),  # how often VHR's rule would pick it
+    return head_table(layout, {
+        "score": d.l2.mean(0),  # mean VHD / CD
+        "filtered": filtered.mean(0),  # mean after the outlier filter
+        "cosine": d.cosine.mean(0),
+        "ratio": d.ratio.mean(0),
+        "norm_sq": d.norm_sq.mean(0),
+        "outlier_rate": ((filtered == 0) & (d.l2 > 0)).float().mean(0),
+        "above_median": (d.l2 > median).float().mean(0),  # how often VHR's rule would pick it
     })
 
 
 def _sample_rows(d: Divergence, keys: list[str], layout) -> pd.DataFrame:
     """One row per (sample, layer, head): the explorer shows a head's spread over samples."""
-    n = layout.n_layers * layout.n_heads
-    layer, head = torch.meshgrid(torch.arange(layout.n_layers), torch.arange(layout.n_heads), indexing="ij")
-    return pd.DataFrame({
-        "sample": [k for k in keys for _ in range(n)],
-        "layer": layer.flatten().repeat(len(keys)).numpy(), "head": head.flatten().repeat(len(keys)).numpy(),
-        "score": d.l2.flatten().numpy(), "filtered": d.filtered.flatten().numpy(),
-        "cosine": d.cosine.flatten().numpy(), "ratio": d.ratio.flatten().numpy(),
-    })
+    return head_table(layout, {"score": d.l2, "filtered": d.filtered, "cosine": d.cosine, "ratio": d.ratio}, samples=keys)
 
 
 def _run(model, name: str, samples: list[tuple[str, callable]], results) -> Divergence:
@@ -368,21 +362,13 @@ def _run(model, name: str, samples: list[tuple[str, callable]], results) -> Dive
     return Divergence(*(torch.tensor([x for p in parts for x in p[f]]) for f in ("l2", "cosine", "ratio", "norm_sq")))
 
 
-def _choose(n: int, samples: int | None, seed: int) -> list[int]:
-    if samples is None or samples >= n:
-        return list(range(n))
-    if samples < 1:
-        raise InterpError(f"samples must be at least 1, got {samples}")
-    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:samples].tolist())
-
-
 def scan_context(model, *, samples=None, max_length=None, seed=0, results=None, items=None) -> dict[str, pd.DataFrame]:
     """Context divergence (CD) of every head over counterfactual-context questions
     (the bundled ones, or items=a JSONL path / list of {context, question, stem})."""
     items = load_counterfactual(items) if items is None or isinstance(items, (str, Path)) else list(items)
     if not items:
         raise InterpError("no counterfactual items to scan")
-    chosen = [(i, items[i]) for i in _choose(len(items), samples, seed)]
+    chosen = seeded_subset(enumerate(items), samples, seed)
     todo = [(f"item:{i}", lambda item=item: context_prompt(model, item)) for i, item in chosen]
     if max_length:
         todo = [(k, make) for k, make in todo if make()[0]["input_ids"].shape[1] <= max_length]
@@ -429,7 +415,7 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
     prompts = prompts or [prompt] * len(images)
     if len(prompts) < len(images):
         raise InterpError(f"prompts.txt has {len(prompts)} lines for {len(images)} images: one line per image")
-    chosen = _choose(len(images), samples, seed)
+    chosen = seeded_subset(range(len(images)), samples, seed)
     todo = [(f"image:{images[i][0]}", lambda i=i: (image_inputs(model, images[i][1], prompts[i]), None)) for i in chosen]
     d = _run(model, "vhd", todo, results)
     tokens = []
@@ -447,14 +433,17 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
 
 
 class Analysis:
-    """What the registry and `interp scan` use: a scan() and the PARAMS that identify a run."""
+    """What the registry and `interp scan` use: a scan(), the PARAMS that identify a run and the
+    MEASURE its score is."""
 
-    def __init__(self, name: str, scan, params: tuple[str, ...]):
+    def __init__(self, name: str, scan, params: tuple[str, ...], measure: str):
         self.NAME, self.scan, self.PARAMS = name, scan, params  # `interp scan --images DIR` passes images= (in PARAMS)
+        self.MEASURE = measure  # what the head table's score is
 
 
-CONTEXT = Analysis("context", scan_context, ("samples", "max_length", "seed", "items"))
-VHD = Analysis("vhd", scan_vhd, ("samples", "max_length", "seed", "images", "prompt", "max_new_tokens", "k"))
+CONTEXT = Analysis("context", scan_context, ("samples", "max_length", "seed", "items"), "context divergence (CD)")
+VHD = Analysis("vhd", scan_vhd, ("samples", "max_length", "seed", "images", "prompt", "max_new_tokens", "k"),
+               "vision-aware head divergence (VHD)")
 
 
 def scan(model, **options) -> dict[str, pd.DataFrame]:

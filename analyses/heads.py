@@ -37,19 +37,19 @@ other heads (several draws).
 
 from __future__ import annotations
 
-import random
-
 import pandas as pd
 import torch
 
+from interp.analyses.head_sets import causal_heads, head_names
 from interp.data import choose_prompts
 from interp.base.errors import InterpError
-from interp.runtime.interventions import UniformAttention, ZeroAblation
+from interp.runtime.ablation import head_ablation
 from interp.kernels import StatsRequest
 from interp.runtime.layout import text_config
 from interp.base.progress import track
 
 NAME = "heads"
+MEASURE = "induction score"  # the head table's score: attention on the token after an earlier copy, repeated tokens
 PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation")
 TYPES = ("previous_token", "duplicate_token", "induction", "first_token")
 # The key_match pairs asked of the kernels (key_match_pairs); duplicate-token = "same" - "self".
@@ -58,7 +58,7 @@ LENGTHS = (64, 256)  # lengths of r: [BOS] + r + r has 2 * length + 1 tokens
 SEEDS = 4
 TEXT_LENGTH = 256  # natural prompts are cut to this many tokens
 CAUSAL_K = 10  # induction heads ablated in the causal check (capped at a quarter of all heads)
-ABLATIONS = {"zero": ZeroAblation, "uniform": UniformAttention}
+ABLATIONS = ("zero", "uniform")  # head ablations of the causal check (interp.runtime.ablation)
 
 
 # ---- sequences and labels -------------------------------------------------------------------
@@ -131,10 +131,9 @@ def eligible_queries(ids: torch.Tensor) -> dict[str, torch.Tensor]:
 def pair_masses(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """{pair: [B, layers, heads, N]} attention mass of every query on the keys each pair of PAIRS
     matches, from one forward pass through the statistics kernels (no [N, N] matrix)."""
-    model.check_length(ids.shape[1])
     with model.capture(stats=StatsRequest(key_match=key_match_pairs(ids))) as cap:
-        model.hf.base_model(input_ids=ids, attention_mask=attention_mask)
-    mass = cap.get("match_mass").float()  # [B, L, H, N, pairs]
+        model.base_forward({"input_ids": ids, "attention_mask": attention_mask})
+    mass = cap.match_mass.float()  # [B, L, H, N, pairs]
     return {name: mass[..., m] for m, name in enumerate(PAIRS)}
 
 
@@ -300,26 +299,21 @@ def repeated_half_loss(model, ids: torch.Tensor, interventions=()) -> tuple[torc
 def _causal_check(model, heads, k, draws, ablation, length, seed_list, seed, results, done) -> pd.DataFrame:
     """Mean loss on the repeated half: clean, with the top-k induction heads ablated, and with k
     random other heads ablated (`draws` seeded draws), on the repeated sequences of `length`."""
-    ranked = heads.sort_values(["score", "layer", "head"], ascending=[False, True, True])
-    top = [(int(l), int(h)) for l, h in zip(ranked["layer"][:k], ranked["head"][:k])]
-    pool = [(int(l), int(h)) for l, h in zip(heads["layer"], heads["head"]) if (l, h) not in top]
-    rng = random.Random(seed)
-    conditions = [("clean", 0, []), ("top induction", 0, top)]
-    conditions += [("random", d, sorted(rng.sample(pool, k))) for d in range(draws)]
-    label = lambda hs: ",".join(f"{l}.{h}" for l, h in hs)
+    top, randoms = causal_heads(heads, k, draws, seed)
+    conditions = [("clean", 0, []), ("top induction", 0, top)] + [("random", d, hs) for d, hs in enumerate(randoms)]
     ids = None
     rows = []
     for condition, draw, masked in track(conditions, "heads: causal check"):
         key = f"causal:{condition}:{draw}"
-        identity = [label(masked), ablation, length, seed_list]
+        identity = [head_names(masked), ablation, length, seed_list]
         if done.get(key, {}).get("identity") != identity:  # not run, or run with other heads
             ids = repeated_tokens(model, length, seed_list) if ids is None else ids
-            ablate = [ABLATIONS[ablation](masked)] if masked else []
+            ablate = [head_ablation(ablation, masked)] if masked else []
             repeated, first = repeated_half_loss(model, ids, ablate)
             done[key] = {"identity": identity, "repeated": repeated.mean().item(), "first": first.mean().item()}
             if results is not None:
                 results.save_progress(NAME, key, done[key])
         rows.append({"condition": condition, "k": len(masked), "draw": draw, "ablation": ablation,
                      "loss_repeated_half": done[key]["repeated"], "loss_first_half": done[key]["first"],
-                     "heads": label(masked)})
+                     "heads": head_names(masked)})
     return pd.DataFrame(rows)

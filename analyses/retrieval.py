@@ -24,7 +24,6 @@ Method (METHODS.md section 1):
 from __future__ import annotations
 
 import os
-import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -33,12 +32,15 @@ from itertools import product
 import pandas as pd
 import torch
 
+from interp.analyses.head_sets import causal_heads, head_names, head_table
 from interp.data import Needle, count_tokens, insert_needle, load_needles, load_texts, make_haystack, parse_needles
+from interp.data.probes import seeded_subset
 from interp.base.errors import InterpError
-from interp.runtime.interventions import UniformAttention, ZeroAblation
+from interp.runtime.ablation import head_ablation
 from interp.kernels import StatsRequest
 from interp.base.progress import track
 
+MEASURE = "retrieval score"  # what the head table's score is: copies of the needle's answer per answered probe
 # The scan() keywords that identify a run (a resumed run must pass the same ones).
 PARAMS = ("samples", "max_length", "seed", "lengths", "depths", "needles", "haystack", "max_new_tokens",
           "causal_k", "causal_draws", "mask", "causal_probes")
@@ -51,7 +53,7 @@ ANSWERED = 0.5  # ROUGE-1 recall from which a probe counts as answered (as in th
 THRESHOLD = 0.1  # a retrieval head scores above this (as in the paper)
 MAX_STEPS = 50  # the paper decodes at most 50 tokens
 HEAD_SHARE = 0.03  # default causal k: the paper masks 30 of 1024 heads, ~ the share above THRESHOLD
-MASKS = {"uniform": UniformAttention, "zero": ZeroAblation}
+MASKS = ("uniform", "zero")  # the head ablations of the causal check (interp.runtime.ablation)
 # The causal check prefills every probe it uses a second time; a seeded third of the grid gives the same drop
 # as the whole grid on the bundled model (notes/kernels.md) in a third of the time. causal_probes overrides.
 CAUSAL_SHARE = 3
@@ -104,9 +106,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
     n_new = max_new_tokens or decode_steps(model, needles)
     lengths = _lengths(model, lengths, max_length, n_new)
 
-    grid = list(product(lengths, depths, needles))
-    if samples is not None and samples < len(grid):
-        grid = [grid[i] for i in sorted(random.Random(seed).sample(range(len(grid)), samples))]
+    grid = seeded_subset(product(lengths, depths, needles), samples, seed)
     done = results.load_progress("retrieval") if results is not None else {}
     haystacks: dict = {}  # (length, needle id) -> haystack text, shared by the depths
     make_probe = lambda length, depth, needle: _make_probe(model, length, depth, needle, texts, haystacks)
@@ -138,10 +138,7 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=
 
 def _causal_grid(grid: list, causal_probes: int | None, seed: int) -> list:
     """The probes of the causal check: `causal_probes` of the grid (default a third), a seeded sample."""
-    n = -(-len(grid) // CAUSAL_SHARE) if causal_probes is None else min(causal_probes, len(grid))
-    if n >= len(grid):
-        return grid
-    return [grid[i] for i in sorted(random.Random(seed).sample(range(len(grid)), n))]
+    return seeded_subset(grid, -(-len(grid) // CAUSAL_SHARE) if causal_probes is None else causal_probes, seed)
 
 
 def _needles(needles) -> list[Needle]:
@@ -228,10 +225,8 @@ def _tokenize_with_span(tokenizer, prompt: str, special: bool, start: int, end: 
 def _prefill(model, probe: Probe):
     """KV cache of all prompt tokens but the last: decoding from it runs the last prompt
     token as step 0, so step t's query produces generated token t. The prefill itself
-    runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied.
-    No logits are needed: the LM head (a fifth of a small model's compute) runs on one position only."""
-    with torch.no_grad():
-        return model.hf(input_ids=probe.input_ids[:, :-1], use_cache=True, logits_to_keep=1).past_key_values
+    runs with nothing active (plain SDPA). Each cache is decoded from once, so it is not copied."""
+    return model.prefill(probe.input_ids[:, :-1])
 
 
 def _decode(model, probe: Probe, cache, n_new: int, rows: int = 1):
@@ -239,8 +234,7 @@ def _decode(model, probe: Probe, cache, n_new: int, rows: int = 1):
     if rows > 1:
         cache.batch_repeat_interleave(rows)
     ids = probe.input_ids.repeat(rows, 1)
-    return model.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, max_new_tokens=n_new,
-                          past_key_values=cache)
+    return model.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, max_new_tokens=n_new, cache=cache)
 
 
 def rouge1_recall(answer: str, generated: str) -> float:
@@ -254,7 +248,7 @@ def _score_probe(model, probe: Probe, n_new: int) -> dict:
     with model.capture(stats=StatsRequest(argmax=True), positions="last") as cap:
         gen = _decode(model, probe, cache, n_new)
     new = gen.new_ids[0].cpu()
-    keys = cap.get("argmax")[0, :, :, : len(new)].cpu()  # [layer, head, step]: argmax key of each step's query
+    keys = cap.argmax[0, :, :, : len(new)].cpu()  # [layer, head, step]: argmax key of each step's query
     sequence = torch.cat([probe.input_ids[0].cpu(), new])
     start, end = probe.answer_span
     in_answer = (keys >= start) & (keys < end)
@@ -279,12 +273,7 @@ def _head_table(records: list[dict], layout) -> pd.DataFrame:
             score[layer, head] += count / r["answer_tokens"]
             copies[layer, head] += count
     score = score / len(answered) if answered else torch.full(shape, float("nan"), dtype=torch.float64)
-    layer, head = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
-    return pd.DataFrame({
-        "layer": layer.flatten().numpy(), "head": head.flatten().numpy(), "score": score.flatten().numpy(),
-        "n_probes": len(answered), "copies": copies.flatten().numpy(),
-        "is_retrieval": (score > THRESHOLD).flatten().numpy(),
-    })
+    return head_table(layout, {"score": score, "n_probes": len(answered), "copies": copies, "is_retrieval": score > THRESHOLD})
 
 
 # ---- causal check ------------------------------------------------------------------------------------
@@ -300,18 +289,11 @@ def _causal_check(model, grid, make_probe, accuracy, heads, k, draws, mask, n_ne
         return pd.DataFrame(rows)
     if not 0 < k <= heads.shape[0] // 2:
         raise InterpError(f"causal_k={k} must be between 0 and half the model's {heads.shape[0]} heads")
-    ranked = heads.sort_values(["score", "layer", "head"], ascending=[False, True, True])
-    top = [(int(l), int(h)) for l, h in zip(ranked["layer"][:k], ranked["head"][:k])]
     # Random heads come from the non-retrieval heads (the original code drew from all heads,
     # retrieval heads included); a small model may have too few, then from all but the top-k.
-    pool = [(int(l), int(h)) for l, h, r in zip(heads["layer"], heads["head"], heads["is_retrieval"])
-            if not r and (l, h) not in top]
-    if len(pool) < k:
-        pool = [(int(l), int(h)) for l, h in zip(heads["layer"], heads["head"]) if (l, h) not in top]
-    rng = random.Random(seed)
-    conditions = [("top", 0, top)] + [("random", d, sorted(rng.sample(pool, k))) for d in range(draws)]
-    label = lambda hs: ",".join(f"{l}.{h}" for l, h in hs)
-    conditions_key = [[c, d, label(hs), mask] for c, d, hs in conditions]
+    top, randoms = causal_heads(heads, k, draws, seed, prefer=~heads["is_retrieval"])
+    conditions = [("top", 0, top)] + [("random", d, hs) for d, hs in enumerate(randoms)]
+    conditions_key = [[c, d, head_names(hs), mask] for c, d, hs in conditions]
 
     answered = {(c, d): 0 for c, d, _ in conditions}
     for length, depth, needle in track(grid, "retrieval: causal check"):
@@ -319,7 +301,7 @@ def _causal_check(model, grid, make_probe, accuracy, heads, k, draws, mask, n_ne
         if done.get(key, {}).get("conditions") != conditions_key:  # not run, or run with other heads
             probe = make_probe(length, depth, needle)
             cache = _prefill(model, probe)
-            masks = [MASKS[mask](masked, rows=[row], positions=slice(probe.prompt_len, None))
+            masks = [head_ablation(mask, masked, rows=[row], positions=slice(probe.prompt_len, None))
                      for row, (_, _, masked) in enumerate(conditions)]
             with model.intervene(*masks):
                 gen = _decode(model, probe, cache, n_new, rows=len(conditions))
@@ -332,5 +314,5 @@ def _causal_check(model, grid, make_probe, accuracy, heads, k, draws, mask, n_ne
             answered[condition, draw] += ok
     for condition, draw, masked in conditions:
         rows.append({"condition": condition, "k": k, "draw": draw, "accuracy": answered[condition, draw] / len(grid),
-                     "heads": label(masked)})
+                     "heads": head_names(masked)})
     return pd.DataFrame(rows)

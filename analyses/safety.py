@@ -40,13 +40,16 @@ import random
 import pandas as pd
 import torch
 
+from interp.analyses.head_sets import head_names, random_head_sets
 from interp.data import safety as safety_data
+from interp.data.probes import seeded_subset
 from interp.base.errors import InterpError
-from interp.runtime.interventions import MeanAblation, ScaleHead, UniformAttention
+from interp.runtime.ablation import head_ablation
 from interp.runtime.models import chat_prompt
 from interp.base.progress import track
 
 NAME = "safety"
+MEASURE = "Ships"  # the head table's score: mean KL of the next token on harmful requests, the head ablated
 PARAMS = ("samples", "max_length", "seed", "ablations", "eps", "group_size", "candidates", "rank", "random_draws",
           "asr_samples", "max_new_tokens", "penalty", "max_nll", "min_refusal", "direction_layer", "harmful", "harmless",
           "sahara_candidates")
@@ -92,9 +95,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
         harmful_all, harmless_all = [t for t in harmful_all if fits(t)], [t for t in harmless_all if fits(t)]
         if not harmful_all or not harmless_all:
             raise InterpError(f"no harmful or no harmless request fits in --max-length {max_length} tokens: raise it")
-    rng = random.Random(seed)
-    pick = lambda items, n: items if n is None or n >= len(items) else [items[i] for i in sorted(rng.sample(range(len(items)), n))]
-    asr_harmful, asr_harmless = pick(harmful_all, asr_samples), pick(harmless_all, asr_samples)
+    rng = random.Random(seed)  # one generator for both subsets and the random groups below
+    asr_harmful, asr_harmless = seeded_subset(harmful_all, asr_samples, rng), seeded_subset(harmless_all, asr_samples, rng)
     ships_harmful, ships_harmless = asr_harmful[:samples], asr_harmless[:samples]
 
     means = model.head_means([chat_prompt(model.tokenizer, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
@@ -144,10 +146,9 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful=
         extra = model.heads(extra)
         conditions.append((name, 0, extra, attack(extra)))
     others = [h for h in all_heads(model) if h not in group]
-    for draw in range(random_draws):
-        heads_drawn = tuple(sorted(rng.sample(others, len(group))))
-        conditions.append(("random", draw, heads_drawn, attack(heads_drawn)))
-    asr = pd.DataFrame([{"condition": c, "draw": d, "heads": ",".join(f"{l}.{h}" for l, h in g),
+    for draw, drawn in enumerate(random_head_sets(others, len(group), random_draws, rng)):
+        conditions.append(("random", draw, tuple(drawn), attack(drawn)))
+    asr = pd.DataFrame([{"condition": c, "draw": d, "heads": head_names(g),
                          **{k: v for k, v in out.items() if k != "answers"}} for c, d, g, out in conditions])
     answers = pd.DataFrame([{"condition": c, "draw": d, "request": req, "answer": ans, "verdict": verdict}
                             for c, d, _, out in conditions if d == 0 for req, ans, verdict in out["answers"][:4]])
@@ -163,11 +164,8 @@ def all_heads(model) -> list[tuple[int, int]]:
 
 
 def ablation(kind: str, heads, eps: float, means=None, rows=None):
-    if kind == "uniform":
-        return UniformAttention(heads, rows=rows, eps=eps)
-    if kind == "scale":
-        return ScaleHead(heads, rows=rows, factor=eps)
-    return MeanAblation(heads, rows=rows, means=means)
+    """Ships' ablations: eps scales the head's query ("uniform") or its output ("scale")."""
+    return head_ablation(kind, heads, rows=rows, eps=eps, factor=eps, means=means)
 
 
 def refusal_token_ids(tokenizer, starts=REFUSAL_STARTS) -> list[int]:
@@ -273,7 +271,7 @@ def sahara(model, texts, candidates, size=3, kind="uniform", eps=1e-5, means=Non
         angle, best = max(scored)
         group.append(best)
         steps.append({"step": step + 1, "head": f"{best[0]}.{best[1]}", "layer": best[0], "head_index": best[1],
-                      "group": ",".join(f"{l}.{h}" for l, h in group), "angle": angle})
+                      "group": head_names(group), "angle": angle})
     return steps
 
 

@@ -30,6 +30,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from interp.analyses.head_sets import head_table
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import choose_prompts, load_prompts
 from interp.base.errors import InterpError
@@ -39,6 +40,7 @@ from interp.base.progress import track
 from interp.kernels.threads import small_ops
 
 NAME = "sinks"
+MEASURE = "sink importance"  # the head table's score: mean attention importance of the sink positions (the first token)
 PARAMS = ("samples", "max_length", "seed", "eps", "n_tokens", "sink_positions", "massive_abs", "massive_ratio",
           "tau", "sink_dims", "rho", "min_image_mass", "image_prompt")
 SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.kernels.threads)
@@ -176,10 +178,10 @@ def visible_queries(model, n: int) -> torch.Tensor:
 def each_layer_input(model, inputs: dict, visit: Callable[[int, torch.Tensor], None]) -> None:
     """Run the model once on a single sequence and call visit(layer, x [N, d]) with every
     layer's input hidden state as it is computed (interp's resid_pre capture, streamed: only
-    one is alive at a time). The base model runs without the LM head: its [N, vocab] logits
+    one is alive at a time). The model runs without its LM head: its [N, vocab] logits
     would cost more than a layer."""
     with model.capture(resid_pre=lambda layer, x: visit(layer, x[0].float())):
-        model.hf.base_model(**inputs)
+        model.base_forward(inputs)
 
 
 @torch.no_grad()
@@ -191,7 +193,7 @@ def key_importance(model, inputs: dict, visit: Callable[[int, torch.Tensor], Non
     with model.capture(stats=StatsRequest(key_mass=True)) as cap:
         each_layer_input(model, inputs, visit)
     n = inputs["input_ids"].shape[1]
-    return cap.get("key_mass")[0].float() / visible_queries(model, n).to(model.device)[:, None, :]
+    return cap.key_mass[0].float() / visible_queries(model, n).to(model.device)[:, None, :]
 
 
 def massive_entries(x: torch.Tensor, massive_abs: float = 100.0, massive_ratio: float = 1000.0) -> list[tuple]:
@@ -278,8 +280,8 @@ def _image_heads(model, inputs, image: list[int], layer_sinks: dict, rho: float,
     sinks = sorted({p for ps in layer_sinks.values() for p in ps} & set(image))
     spans = tuple(runs) + tuple((p, p + 1) for p in sinks)
     with torch.no_grad(), model.capture(stats=StatsRequest(spans=spans), positions=slice(first_query, None)) as cap:
-        model.hf.base_model(**inputs)
-    mass = cap.get("span_mass")[0]  # [L, H, queries, spans]
+        model.base_forward(inputs)
+    mass = cap.span_mass[0]  # [L, H, queries, spans]
     rows = []
     for layer in range(model.layout.n_layers):
         image_mass = mass[layer, :, :, : len(runs)].sum(-1)
@@ -307,12 +309,10 @@ def _runs(positions: list[int]) -> list[tuple[int, int]]:
 
 def _head_table(records: dict, layout, eps: float) -> pd.DataFrame:
     scores = torch.tensor([r["scores"] for r in records.values()])  # [samples, L, H]
-    layer, head = torch.meshgrid(torch.arange(layout.n_layers), torch.arange(layout.n_heads), indexing="ij")
-    return pd.DataFrame({
-        "layer": layer.flatten().numpy(), "head": head.flatten().numpy(),
-        "score": scores.mean(0).flatten().numpy(),  # mean importance of the sink positions
-        "sink_rate": (scores > eps).float().mean(0).flatten().numpy(),  # fraction of samples above eps
-        "score_min": scores.min(0).values.flatten().numpy(),
+    return head_table(layout, {
+        "score": scores.mean(0),  # mean importance of the sink positions
+        "sink_rate": (scores > eps).float().mean(0),  # fraction of samples above eps
+        "score_min": scores.min(0).values,
     })
 
 

@@ -5,7 +5,8 @@
 
 It reads only the results format (interp.run.results). Browsing needs no model; the model named
 in the manifest is loaded the first time a panel runs it (attention pattern, ablation) and
-then kept for the session (st.cache_resource).
+then kept for the session (st.cache_resource). Heat maps, overlaps and the atlas are the
+report's (interp.report): the explorer adds the clicks, the selected head and the model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from interp import report
 from interp.runtime.ablation import Mode, ablation_effect, make_intervention
 from interp.data import load_prompts
 from interp.base.errors import InterpError
@@ -68,19 +70,16 @@ def read_tables(path: str, updated: str) -> tuple[dict[str, pd.DataFrame], dict[
     return heads, samples
 
 
-def layout_of(manifest: dict, heads: dict[str, pd.DataFrame]) -> tuple[int, int]:
-    """(layers, heads per layer) from the manifest, or from the tables when it has no model."""
-    layout = (manifest.get("model") or {}).get("layout") or {}
-    if "n_layers" in layout and "n_heads" in layout:
-        return int(layout["n_layers"]), int(layout["n_heads"])
-    every = pd.concat(heads.values())
-    return int(every["layer"].max()) + 1, int(every["head"].max()) + 1
-
-
 def ranked(df: pd.DataFrame) -> pd.DataFrame:
-    table = df.sort_values("score", ascending=False, ignore_index=True)
+    """The head table best first, ranked as the report ranks (ties: lower layer, then head; NaN last)."""
+    table = df.sort_values(["score", "layer", "head"], ascending=[False, True, True], ignore_index=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
+
+
+def score_title(measures: report.Measures, name: str) -> str:
+    """"heads (induction score)" where interp knows what the analysis measures, else "<name> score"."""
+    return measures.title(name) if name in measures.labels else f"{name} score"
 
 
 # ---- the selected head (shared by every panel) ---------------------------------------------------
@@ -132,41 +131,43 @@ def sidebar_manifest(manifest: dict) -> None:
                                            for name, e in entries.items()]), hide_index=True)
 
 
-def heatmap_figure(df: pd.DataFrame, n_layers: int, n_heads: int, selected: tuple[int, int]) -> go.Figure:
-    """Score per (layer, head) with layers across. Streamlit reports no clicks on heat map
-    traces, so an invisible marker sits on every cell to receive them (and the hover)."""
-    grid = df.pivot_table(index="head", columns="layer", values="score").reindex(index=range(n_heads), columns=range(n_layers))
-    cells = df[["layer", "head", "score"]]
-    fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), colorscale="Viridis",
-                               colorbar=dict(title="score"), hoverinfo="skip"))
+def heatmap_figure(measures: report.Measures, measure: str, selected: tuple[int, int]) -> go.Figure:
+    """The report's heat map of a measure (layers across), made clickable: Streamlit reports no
+    clicks on heat map traces, so an invisible marker sits on every cell to receive them (and
+    the hover); the selected head is outlined."""
+    n_layers, n_heads = measures.n_layers, measures.n_heads
+    fig = report.heatmap_figure(measures, measure)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None)
+    cells = measures.scores[measure].reset_index()
     fig.add_trace(go.Scatter(
-        x=cells["layer"], y=cells["head"], mode="markers", customdata=cells["score"], showlegend=False,
+        x=cells["layer"], y=cells["head"], mode="markers", customdata=cells[measure], showlegend=False,
         marker=dict(symbol="square", size=18, opacity=0), selected=dict(marker=dict(opacity=0)),
-        unselected=dict(marker=dict(opacity=0)), hovertemplate="head %{x}.%{y}<br>score %{customdata:.4g}<extra></extra>",
+        unselected=dict(marker=dict(opacity=0)),
+        hovertemplate=f"head %{{x}}.%{{y}}<br>{measures.label(measure)} %{{customdata:.4g}}<extra></extra>",
     ))
     layer, head = selected
     fig.add_shape(type="rect", x0=layer - 0.5, x1=layer + 0.5, y0=head - 0.5, y1=head + 0.5, line=dict(color="red", width=3))
     # Fixed ranges: the invisible markers would otherwise pad the axes past the first and last cell.
-    fig.update_layout(xaxis=dict(title="layer", range=[-0.5, n_layers - 0.5], dtick=1 if n_layers <= 32 else None),
-                      yaxis=dict(title="head", range=[n_heads - 0.5, -0.5], dtick=1 if n_heads <= 32 else None),
-                      height=max(260, 26 * n_heads + 120), margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(xaxis=dict(range=[-0.5, n_layers - 0.5], dtick=1 if n_layers <= 32 else None),
+                      yaxis=dict(autorange=False, range=[n_heads - 0.5, -0.5], dtick=1 if n_heads <= 32 else None),
+                      height=max(260, 26 * n_heads + 120))
     return fig
 
 
-def analysis_panel(name: str, df: pd.DataFrame, n_layers: int, n_heads: int, selected: tuple[int, int]) -> None:
+def analysis_panel(name: str, df: pd.DataFrame, measures: report.Measures, selected: tuple[int, int]) -> None:
     chart, table = st.columns([3, 2])
     with chart:
         chart_key = f"heatmap_{name}"
-        st.plotly_chart(heatmap_figure(df, n_layers, n_heads, selected), key=chart_key,
+        st.plotly_chart(heatmap_figure(measures, name, selected), key=chart_key,
                         on_select=partial(pick_from_heatmap, chart_key), selection_mode="points")
     with table:
         table_key = f"ranked_{name}"
         top = ranked(df)
-        st.dataframe(top, key=table_key, hide_index=True, height=max(260, 26 * n_heads + 120),
+        st.dataframe(top, key=table_key, hide_index=True, height=max(260, 26 * measures.n_heads + 120),
                      on_select=partial(pick_from_table, table_key, top), selection_mode="single-row")
 
 
-def head_summary(layer: int, head: int, tables: dict[str, pd.DataFrame]) -> None:
+def head_summary(layer: int, head: int, tables: dict[str, pd.DataFrame], measures: report.Measures) -> None:
     """The selected head's score and rank in every analysis."""
     rows = []
     for name, df in tables.items():
@@ -176,16 +177,17 @@ def head_summary(layer: int, head: int, tables: dict[str, pd.DataFrame]) -> None
             rows.append({"analysis": name, "score": match["score"].iloc[0], "rank": int(match["rank"].iloc[0]), "of": len(table)})
     columns = st.columns(max(1, len(rows)))
     for column, row in zip(columns, rows):
-        column.metric(f"{row['analysis']} score", f"{row['score']:.4g}", f"rank {row['rank']} of {row['of']}",
+        column.metric(score_title(measures, row["analysis"]), f"{row['score']:.4g}", f"rank {row['rank']} of {row['of']}",
                       delta_color="off", delta_arrow="off")
 
 
-def score_distribution(name: str, layer: int, head: int, heads: pd.DataFrame, per_sample: dict[str, pd.DataFrame]) -> None:
+def score_distribution(name: str, layer: int, head: int, heads: pd.DataFrame, per_sample: dict[str, pd.DataFrame],
+                       label: str) -> None:
     """This head's scores over the probes/samples of a per-sample table with layer and head
-    columns; without one, where the head stands among all heads."""
+    columns; without one, where the head stands among all heads (`label`: what the score is)."""
     usable = {t: df for t, df in per_sample.items() if {"layer", "head"} <= set(df.columns)}
     if not usable:
-        among_all_heads(name, layer, head, heads)
+        among_all_heads(name, layer, head, heads, label)
         return
     table = st.selectbox("per-sample table", list(usable), key=f"sample_table_{name}") if len(usable) > 1 else next(iter(usable))
     df = usable[table]
@@ -201,10 +203,11 @@ def score_distribution(name: str, layer: int, head: int, heads: pd.DataFrame, pe
     st.plotly_chart(fig, key=f"distribution_{name}")
 
 
-def among_all_heads(name: str, layer: int, head: int, heads: pd.DataFrame) -> None:
+def among_all_heads(name: str, layer: int, head: int, heads: pd.DataFrame, label: str) -> None:
     score = heads.loc[(heads["layer"] == layer) & (heads["head"] == head), "score"]
-    fig = px.histogram(heads, x="score", nbins=40, title=f"{name} scores of all {len(heads)} heads (no per-sample table with "
-                                                        f"layer and head columns); red: head {layer}.{head}")
+    fig = px.histogram(heads, x="score", nbins=40, labels={"score": label},
+                       title=f"{name} scores of all {len(heads)} heads (no per-sample table with "
+                             f"layer and head columns); red: head {layer}.{head}")
     if len(score) and pd.notna(score.iloc[0]):
         fig.add_vline(x=float(score.iloc[0]), line_color="red", line_width=3)
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
@@ -271,7 +274,7 @@ def attention_figure(model, layer: int, head: int, prompt: str) -> go.Figure:
     else:
         with model.capture(stats=StatsRequest(pooled=POOLED_BINS), layers=[layer], heads=[head]) as cap:
             model(inputs)
-        pooled = cap.get("pooled")[0, 0, 0].float()
+        pooled = cap.pooled[0, 0, 0].float()
         pooled = pooled / pooled.sum(-1, keepdim=True).clamp_min(1e-30)  # summed -> mean over the queries of a bin
         fig = px.imshow(pooled.numpy(), color_continuous_scale="Viridis", aspect="auto",
                         labels=dict(x=f"key bin ({len(ids)} tokens / {POOLED_BINS[1]})", y="query bin", color="attention"))
@@ -318,8 +321,9 @@ def show_ablation(label: str, effect) -> None:
     st.dataframe(effect.top_tokens, hide_index=True)
 
 
-def compare_panel(tables: dict[str, pd.DataFrame]) -> None:
-    """Heads in the top k of two analyses (e.g. retrieval and sinks), as a table and a scatter."""
+def compare_panel(tables: dict[str, pd.DataFrame], measures: report.Measures) -> None:
+    """Heads in the top k of two analyses (e.g. retrieval and sinks), as a table and a scatter,
+    with the report's overlap statistics of the two."""
     names = list(tables)
     if len(names) < 2:
         st.info("Comparing needs two analyses in this results directory.")
@@ -327,18 +331,24 @@ def compare_panel(tables: dict[str, pd.DataFrame]) -> None:
     left, middle, right = st.columns(3)
     a = left.selectbox("First analysis", names, index=0, key="compare_a")
     b = middle.selectbox("Second analysis", names, index=1, key="compare_b")
-    k = right.number_input("Top k", 1, len(tables[a]), min(10, len(tables[a])), key="compare_k")
+    k = int(right.number_input("Top k", 1, len(tables[a]), min(10, len(tables[a])), key="compare_k"))
+    stats = report.pair_overlap(measures, a, b, k)
     both = ranked(tables[a])[["layer", "head", "score", "rank"]].merge(
         ranked(tables[b])[["layer", "head", "score", "rank"]], on=["layer", "head"], suffixes=(f" {a}", f" {b}"))
-    in_a, in_b = both[f"rank {a}"] <= k, both[f"rank {b}"] <= k
+    heads = pd.MultiIndex.from_frame(both[["layer", "head"]])
+    in_a, in_b = heads.isin(measures.top(a, k)), heads.isin(measures.top(b, k))  # the report's top k: NaN never in it
     both["top k of"] = "neither"
     both.loc[in_a, "top k of"] = a
     both.loc[in_b, "top k of"] = b
     both.loc[in_a & in_b, "top k of"] = "both"
     both["name"] = both["layer"].astype(str) + "." + both["head"].astype(str)
     shared = both[in_a & in_b].sort_values(f"rank {a}")
-    union = int((in_a | in_b).sum())
-    st.markdown(f"**{len(shared)}** heads are in the top {k} of both ({len(shared) / max(union, 1):.0%} of the union).")
+    if pd.isna(stats["jaccard"]):
+        against_chance = f"one of them scores fewer than {k} heads"
+    else:
+        against_chance = (f"Jaccard {stats['jaccard']:.2f}, {stats['chance_jaccard']:.2f} by chance; "
+                          f"p = {stats['p_value']:.2g}")
+    st.markdown(f"**{stats['shared']}** heads are in the top {k} of both ({against_chance}).")
     st.dataframe(shared.drop(columns=["top k of"]), hide_index=True)
     fig = px.scatter(both, x=f"score {a}", y=f"score {b}", color="top k of", hover_name="name",
                      color_discrete_map={"both": "red", a: "orange", b: "royalblue", "neither": "lightgray"})
@@ -349,25 +359,25 @@ def compare_panel(tables: dict[str, pd.DataFrame]) -> None:
 # ---- circuits (analyses.circuits) ----------------------------------------------------------------
 
 
-def circuit_tables(per_sample: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
-    """(task -> head table with an in_circuit column, the overlap table) from any analysis."""
+def circuit_tables(per_sample: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict, pd.DataFrame | None]:
+    """(task -> (its analysis, its head table with an in_circuit column), the overlap table) from any analysis."""
     found, overlap = {}, None
-    for tables in per_sample.values():
+    for analysis, tables in per_sample.items():
         for name, df in tables.items():
             if {"layer", "head", "score", "in_circuit"} <= set(df.columns):
-                found[name] = df
+                found[name] = analysis, df
             elif name == "overlap" and "iou" in df.columns:
                 overlap = df
     return found, overlap
 
 
-def circuits_panel(found: dict[str, pd.DataFrame], overlap: pd.DataFrame | None, n_layers: int, n_heads: int,
-                   selected: tuple[int, int]) -> None:
+def circuits_panel(found: dict, overlap: pd.DataFrame | None, layout: dict, selected: tuple[int, int]) -> None:
     """A task's importance heat map with its circuit heads outlined, and the overlap of circuits."""
     task = st.radio("Task", list(found), horizontal=True, key="circuit_task")
-    df = found[task]
+    analysis, df = found[task]
     circuit = df[df["in_circuit"].astype(bool)]
-    fig = heatmap_figure(df, n_layers, n_heads, selected)
+    # named after its analysis, so that the heat map says what the score is
+    fig = heatmap_figure(report.measures_from_tables({analysis: df}, layout), analysis, selected)
     for row in circuit.itertuples():
         fig.add_shape(type="rect", x0=row.layer - 0.45, x1=row.layer + 0.45, y0=row.head - 0.45, y1=row.head + 0.45,
                       line=dict(color="white", width=2, dash="dot"), name="circuit")
@@ -383,19 +393,14 @@ def circuits_panel(found: dict[str, pd.DataFrame], overlap: pd.DataFrame | None,
 # ---- atlas: every analysis in one view (the same functions as `interp report`) ------------------------
 
 
-def atlas_panel(tables: dict[str, pd.DataFrame], manifest: dict) -> None:
+def atlas_panel(measures: report.Measures) -> None:
     """What interp.report writes to HTML: what stands out, the top-k overlaps and rank
     correlations of every pair of measures, and the atlas of every head."""
-    from interp import report
-
-    measures = report.measures_from_tables(tables, (manifest.get("model") or {}).get("layout"))
     k = int(st.number_input("Top k heads per measure", 1, measures.n, report.default_k(measures), key="atlas_k"))
     overlaps = report.overlap_table(measures, k)
     st.markdown("\n".join(f"- {line}" for line in report.highlights(measures, k, overlaps=overlaps)) or "Nothing stands out.")
     if len(measures.names) > 1:
-        chance_shared, chance_jaccard = report.chance_overlap(k, measures.n)
-        st.caption(f"Chance for two random sets of {k} of {measures.n} heads: {chance_shared:.2f} shared, "
-                   f"Jaccard {chance_jaccard:.3f}; p = hypergeometric probability of sharing at least that many.")
+        st.caption(report.chance_note(measures, k))
         left, right = st.columns(2)
         left.plotly_chart(report.matrix_figure(report.pair_matrix(overlaps, measures, "jaccard"), f"Jaccard of the top {k}", 0, 1),
                           key="atlas_jaccard")
@@ -419,7 +424,8 @@ def main() -> None:
     if not tables:
         st.warning(f"{results.path} holds no head tables yet: run `interp scan --out {results.path}` to completion.")
         st.stop()
-    n_layers, n_heads = layout_of(manifest, tables)
+    measures = report.measures_from_tables(tables, (manifest.get("model") or {}).get("layout"))
+    n_layers, n_heads = measures.n_layers, measures.n_heads
     best = ranked(next(iter(tables.values()))).iloc[0]  # NaN scores sort last
     layer, head = head_picker(n_layers, n_heads, best)
 
@@ -428,20 +434,20 @@ def main() -> None:
         ["Heads", "Compare", "Ablate", "Atlas"] + (["Circuits"] if found else []))
     with heads_tab:
         name = st.radio("Analysis", list(tables), horizontal=True, key="analysis")
-        analysis_panel(name, tables[name], n_layers, n_heads, (layer, head))
+        analysis_panel(name, tables[name], measures, (layer, head))
         st.subheader(f"Head {layer}.{head}")
-        head_summary(layer, head, tables)
-        score_distribution(name, layer, head, tables[name], per_sample.get(name, {}))
+        head_summary(layer, head, tables, measures)
+        score_distribution(name, layer, head, tables[name], per_sample.get(name, {}), measures.label(name))
         attention_panel(layer, head, manifest)
     with compare_tab:
-        compare_panel(tables)
+        compare_panel(tables, measures)
     with ablate_tab:
         ablation_panel(layer, head, n_layers, n_heads, manifest)
     with atlas_tab:
-        atlas_panel(tables, manifest)
+        atlas_panel(measures)
     if found:
         with circuits_tab[0]:
-            circuits_panel(found, overlap, n_layers, n_heads, (layer, head))
+            circuits_panel(found, overlap, {"n_layers": n_layers, "n_heads": n_heads}, (layer, head))
 
 
 main()

@@ -33,6 +33,7 @@ _EXPORTS = {
     "Redistribute": "interp.runtime.interventions",
     "move_attention": "interp.runtime.interventions",
     "LayerEdit": "interp.runtime.interventions",
+    "scan": "interp.run.runner",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

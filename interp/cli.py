@@ -5,18 +5,18 @@
     interp explore DIR                                                   the Streamlit head explorer
     interp report DIR                                                    one HTML page + PNGs of every analysis
 
-Bad input ends in one red line on stderr ("error: ...") that says what to do, and a non-zero
-exit code; InterpError is caught in one place (InterpGroup.invoke). The ablation helpers
-live in interp.runtime.ablation, so the head explorer runs the same code as `interp ablate`.
+Commands parse their arguments, call the code that does the work and print: `scan` runs
+interp.run.runner (the one scan loop, also `interp.scan` from Python), and the ablation
+helpers live in interp.runtime.ablation, so the head explorer runs the same code as
+`interp ablate`. Bad input ends in one red line on stderr ("error: ...") that says what to
+do, and a non-zero exit code; InterpError is caught in one place (InterpGroup.invoke).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -30,10 +30,12 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
-from interp.run import distributed
-from interp.runtime.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
 from interp.base.errors import InterpError
-from interp.run.results import BUNDLED_NAME, ResultsDir, model_identity, model_name, open_results
+from interp.run import distributed, runner
+from interp.run.results import ResultsDir, open_results
+from interp.run.runner import ScanEvents
+from interp.runtime.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
+from interp.runtime.bundled import BUNDLED_NAME
 
 # torch, transformers and interp.runtime.models are imported inside the commands that need them,
 # so `interp --help` and `interp explore` start in a second rather than ten.
@@ -68,11 +70,18 @@ app = typer.Typer(
 # ---- models --------------------------------------------------------------------------------------
 
 
-def load(model: str | None, device: str | None = None, dtype: str = "float32", **placement):
+def load(model: str | None, device: str | None = None, dtype: str = "float32"):
     from interp.runtime.models import load_model  # checks --device and --dtype before loading anything
 
+    with loading(model):
+        return load_model(model, device=device, dtype=dtype)
+
+
+@contextmanager
+def loading(model: str | None):
+    """A status line while a model loads."""
     with err.status(f"loading {model or BUNDLED_NAME}"), no_transformers_progress_bars():
-        return load_model(model, device=device, dtype=dtype, **placement)
+        yield
 
 
 def parse_max_memory(text: str | None) -> dict | None:
@@ -105,60 +114,35 @@ def no_transformers_progress_bars():
 # ---- scan ----------------------------------------------------------------------------------------
 
 
-def analysis_modules(names: str | None) -> dict:
-    """name -> module for --analyses (default: the registered analyses not marked on-request-only)."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else registry.default_names()
-    if not wanted:
-        raise InterpError(f"--analyses is empty: choose from {', '.join(registry.ANALYSES)}")
-    modules = {}
-    for name in wanted:
-        try:
-            modules[name] = registry.get(name)
-        except ImportError as e:
-            raise InterpError(f"analysis '{name}' cannot be imported ({type(e).__name__}: {e}); check the install") from None
-    return modules
+class ScanPrinter(ScanEvents):
+    """Says on stderr what the runner does (on torchrun's other ranks the consoles are quiet)."""
+
+    def loading(self, source: str | None):
+        return loading(source)
+
+    def skipped(self, name: str, out: Path) -> None:
+        err.print(f"[green]{name}[/green]: already done in {out}, skipped")
+
+    def scanning(self, name: str, resumed: int) -> None:
+        err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
+
+    def failed(self, name: str, error: Exception) -> None:
+        if isinstance(error, InterpError):
+            print_error(f"{name} failed: {error}")
+        elif os.environ.get("INTERP_DEBUG") == "1":
+            err.print_exception()
+        else:  # a bug rather than bad input: say how to see where
+            print_error(f"{name} failed: {type(error).__name__}: {error} (INTERP_DEBUG=1 shows the traceback)")
+
+    def interrupted(self, name: str, out: Path) -> None:
+        print_error(f"{name} interrupted: finished samples are saved in {out}; re-run the same command to resume")
 
 
-def run_params(module, given: dict) -> dict:
-    """The parameters that identify a run for resume: the scan() keywords the analysis names
-    in PARAMS, plus dtype (results in another precision are different results)."""
-    names = getattr(module, "PARAMS", ("samples", "max_length", "seed"))
-    return {**{n: given[n] for n in names if n in given}, "dtype": given["dtype"]}
-
-
-def analysis_options(modules: dict, **options) -> dict[str, dict]:
-    """name -> the options of its own (--images, --tasks, --harmful ...) that an analysis takes:
-    those its PARAMS name, when given. An option no chosen analysis takes is a mistake."""
-    given = {k: str(v) for k, v in options.items() if v is not None}
-    taken = {name: {k: v for k, v in given.items() if k in getattr(module, "PARAMS", ())} for name, module in modules.items()}
-    for option in given:
-        if not any(option in t for t in taken.values()):
-            takers = [n for n in registry.ANALYSES if option in getattr(registry.get(n), "PARAMS", ())]
-            raise InterpError(f"--{option} is for --analyses {','.join(takers) or '?'}; add it to --analyses")
-    return taken
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """A `kill` ends the scan like Ctrl-C, so the manifest says 'failed' rather than 'running'."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave the default
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def top_heads_table(results: ResultsDir, names: list[str], top: int) -> Table | None:
-    """Rank x analysis table of the best heads, "layer.head (score)"."""
+def top_heads_table(results: ResultsDir, modules: dict, top: int) -> Table | None:
+    """Rank x analysis table of the best heads, "layer.head (score)"; a column is headed by what
+    its analysis's score measures (MEASURE), when the analysis says."""
     columns, entries = {}, results.manifest["analyses"]
-    for name in names:
+    for name in modules:
         if entries.get(name, {}).get("status") == "done":
             df = results.read_table(name).dropna(subset=["score"]).sort_values("score", ascending=False).head(top)
             columns[name] = [f"{r.layer}.{r.head} ({r.score:.3g})" for r in df.itertuples()] or ["no scores"]
@@ -167,7 +151,7 @@ def top_heads_table(results: ResultsDir, names: list[str], top: int) -> Table | 
     table = Table(title=f"top {top} heads", caption="layer.head (score)")
     table.add_column("rank", justify="right")
     for name in columns:
-        table.add_column(name)
+        table.add_column(getattr(modules[name], "MEASURE", name))
     for rank in range(max(len(c) for c in columns.values())):
         table.add_row(str(rank + 1), *(c[rank] if rank < len(c) else "" for c in columns.values()))
     return table
@@ -212,56 +196,26 @@ def scan(
     Writes DIR/<analysis>.parquet (one row per head) and DIR/manifest.json. Finished
     analyses are skipped and saved samples are not redone when the command runs again.
     """
-    modules = analysis_modules(analyses)
-    device = distributed.init(device)  # under torchrun & co: join the ranks (interp.run.distributed)
-    out.quiet = err.quiet = not distributed.is_main()  # rank 0 speaks for all
-    options = analysis_options(modules, images=images, tasks=tasks, harmful=harmful, harmless=harmless)  # only for the analyses that take them
-    out_dir = out_dir or Path("results") / model_name(model)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InterpError(f"--out {out_dir} is a file; choose a directory")
-    results = ResultsDir(out_dir)  # refuses a foreign or newer-format directory before the model loads
-    loaded = load(model, device, dtype, device_map=device_map, max_memory=parse_max_memory(max_memory))
-    results.set_model(*model_identity(loaded, model), loaded.layout.as_dict())
+    device = distributed.init(device)  # under torchrun & co: join the ranks first, so that rank 0 alone speaks
+    out.quiet = err.quiet = not distributed.is_main()
+    options = dict(images=images, tasks=tasks, harmful=harmful, harmless=harmless)  # each for the analyses that take it
+    options = {k: None if v is None else str(v) for k, v in options.items()}  # paths as text, as the manifest records them
+    try:
+        outcome = runner.scan(model, analyses, out_dir, samples=samples, max_length=max_length, seed=seed, dtype=dtype,
+                              device=device, device_map=device_map, max_memory=parse_max_memory(max_memory),
+                              events=ScanPrinter(), **options)
+    except runner.ScanInterrupted:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
-    given = dict(samples=samples, max_length=max_length, seed=seed, dtype=dtype)
-    failed = []
-    with sigterm_as_interrupt():
-        for name, module in modules.items():
-            extra = options.get(name, {})
-            params = run_params(module, {**given, **extra})
-            if results.is_done(name, params):
-                err.print(f"[green]{name}[/green]: already done in {out_dir}, skipped")
-                continue
-            resumed = results.start_analysis(name, params)  # drops progress saved under other params
-            err.print(f"[bold]{name}[/bold]: scanning" + (f" (resuming after {resumed} saved samples)" if resumed else ""))
-            try:
-                started = time.perf_counter()
-                tables = distributed.run_scan(module.scan, loaded, samples=samples, max_length=max_length, seed=seed,
-                                              results=results, **extra)
-                results.write_tables(name, tables)
-                results.finish_analysis(name, seconds=time.perf_counter() - started)
-            except KeyboardInterrupt:
-                results.fail_analysis(name, "interrupted; re-run the same command to resume")
-                print_error(f"{name} interrupted: finished samples are saved in {out_dir}; re-run the same command to resume")
-                raise typer.Exit(EXIT_INTERRUPTED) from None
-            except Exception as e:  # one failing analysis does not stop the others
-                results.fail_analysis(name, e)
-                if isinstance(e, InterpError):
-                    print_error(f"{name} failed: {e}")
-                elif os.environ.get("INTERP_DEBUG") == "1":
-                    err.print_exception()
-                else:  # a bug rather than bad input: say how to see where
-                    print_error(f"{name} failed: {type(e).__name__}: {e} (INTERP_DEBUG=1 shows the traceback)")
-                failed.append(name)
-
+    results = outcome.results
     if distributed.is_main():
-        summary = top_heads_table(results, list(modules), top)
+        summary = top_heads_table(results, outcome.analyses, top)
         if summary is not None:
             out.print(summary)
-        out.print(timing_table(results, list(modules)))
-    out.print(f"results in {out_dir}; look at them with: interp explore {out_dir}", soft_wrap=True)
-    if failed:
-        print_error(f"{', '.join(failed)} failed (see above and {results.manifest_path}); fix it and re-run to resume")
+        out.print(timing_table(results, list(outcome.analyses)))
+    out.print(f"results in {results.path}; look at them with: interp explore {results.path}", soft_wrap=True)
+    if outcome.failed:
+        print_error(f"{', '.join(outcome.failed)} failed (see above and {results.manifest_path}); fix it and re-run to resume")
         raise typer.Exit(EXIT_FAILED)
 
 

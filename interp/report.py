@@ -3,15 +3,18 @@
 A *measure* is one column of per-head scores: each analysis's `score`, named after the
 analysis, and every numeric `score.<what>` column of its head table, named
 "<analysis>.<what>" (the heads analysis writes score.previous_token, ...). Nothing here
-knows any analysis by name: a new analysis shows up as soon as its table is in the directory.
+knows any analysis by name: a new analysis shows up as soon as its table is in the directory,
+and its `score` is labelled with what it measures (its module's MEASURE) when interp has it.
 
     measures = read_measures(ResultsDir("results/smollm2"))
     atlas_table(measures)            # every head, every measure's score and rank
     overlap_table(measures, k=10)    # top-k overlap (Jaccard, containment, chance, p) and Spearman
+    pair_overlap(measures, "heads", "sinks", k=10)   # one row of it
     highlights(measures, k=10)       # a few sentences on what stands out
     write_report("results/smollm2")  # report/report.html (self-contained) + one PNG per analysis
 
-The CLI (`interp report DIR`) and the explorer's Atlas tab call these same functions.
+The CLI (`interp report DIR`) and the explorer (its heat maps, Compare and Atlas tabs) call
+these same functions; the overlap statistics themselves are interp.analyses.head_sets'.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from interp.analyses.head_sets import chance_jaccard, chance_shared, overlap
 from interp.base.errors import InterpError
 from interp.run.results import ResultsDir, open_results
 
@@ -39,6 +43,15 @@ class Measures:
     analysis: dict[str, str]  # measure -> the analysis whose table holds it
     n_layers: int
     n_heads: int
+    labels: dict[str, str] = field(default_factory=dict)  # measure -> what its score is, where known
+
+    def label(self, measure: str) -> str:
+        """What the measure's score is ("induction score"), or plain "score"."""
+        return self.labels.get(measure, "score")
+
+    def title(self, measure: str) -> str:
+        """The measure's name, with what its score is where known: "heads (induction score)"."""
+        return f"{measure} ({self.labels[measure]})" if measure in self.labels else measure
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +78,17 @@ def head_name(layer: int, head: int) -> str:
     return f"{layer}.{head}"
 
 
+def score_measure(analysis: str) -> str | None:
+    """What an analysis's `score` column is (its module's MEASURE); None for an analysis interp
+    does not know (a table written by someone else's code)."""
+    from interp import analyses  # the front door may import the analyses; only when asked
+
+    try:
+        return analyses.get(analysis).MEASURE
+    except (InterpError, ImportError):
+        return None
+
+
 def measures_from_tables(tables: dict[str, pd.DataFrame], layout: dict | None = None) -> Measures:
     """Measures of head tables by analysis; layout (n_layers, n_heads) from the manifest or the tables."""
     if not tables:
@@ -76,7 +100,7 @@ def measures_from_tables(tables: dict[str, pd.DataFrame], layout: dict | None = 
         every = pd.concat(tables.values())
         n_layers, n_heads = int(every["layer"].max()) + 1, int(every["head"].max()) + 1
     index = pd.MultiIndex.from_product([range(n_layers), range(n_heads)], names=["layer", "head"])
-    columns, analysis = {}, {}
+    columns, analysis, labels = {}, {}, {}
     for name, df in tables.items():
         df = df.set_index(["layer", "head"])
         for column in df.columns:
@@ -87,7 +111,10 @@ def measures_from_tables(tables: dict[str, pd.DataFrame], layout: dict | None = 
             measure = name if column == "score" else f"{name}.{column[len(MEASURE_PREFIX):]}"
             columns[measure] = df[column].astype(float).reindex(index)
             analysis[measure] = name
-    return Measures(pd.DataFrame(columns, index=index), analysis, n_layers, n_heads)
+        label = score_measure(name) if "score" in df.columns else None
+        if label:
+            labels[name] = label
+    return Measures(pd.DataFrame(columns, index=index), analysis, n_layers, n_heads, labels)
 
 
 def read_measures(results: ResultsDir | str | Path) -> Measures:
@@ -118,41 +145,37 @@ def atlas_table(measures: Measures) -> pd.DataFrame:
     return table[ordered]
 
 
-def chance_overlap(k: int, n: int) -> tuple[float, float]:
-    """(expected shared heads, expected Jaccard) of two random k-sets of n heads: k^2/n shared,
-    Jaccard ~ K / (2 - K) with K = k / n."""
-    shared = k * k / n
-    return shared, shared / (2 * k - shared)
-
-
-def overlap_p_value(shared: int, k: int, n: int) -> float:
-    """P(two random k-sets of n heads share >= `shared` heads): the hypergeometric tail."""
-    total = math.comb(n, k)
-    return sum(math.comb(k, s) * math.comb(n - k, k - s) for s in range(shared, k + 1)) / total
+def pair_overlap(measures: Measures, a: str, b: str, k: int) -> dict:
+    """How the top k of measures a and b overlap: shared heads, Jaccard, containment (shared / k),
+    the chance levels for k of n heads, the hypergeometric p-value, and the Spearman rank
+    correlation over the heads both score."""
+    top_a, top_b = set(measures.top(a, k)), set(measures.top(b, k))
+    both = measures.scores[[a, b]].dropna()
+    rho = both[a].corr(both[b], method="spearman") if len(both) > 2 else math.nan
+    stats = overlap(top_a, top_b, measures.n)
+    row = {"a": a, "b": b, "k": k, "shared": stats["intersection"], "jaccard": math.nan, "containment": math.nan,
+           "chance_shared": chance_shared(k, k, measures.n), "chance_jaccard": chance_jaccard(k, k, measures.n),
+           "p_value": math.nan, "spearman": rho, "shared_heads": ", ".join(head_name(*h) for h in sorted(top_a & top_b))}
+    if len(top_a) == k and len(top_b) == k:  # a measure with fewer than k scored heads has no top k
+        row.update(jaccard=stats["iou"], containment=stats["containment_a"], p_value=stats["p_value"])
+    return row
 
 
 def overlap_table(measures: Measures, k: int | None = None) -> pd.DataFrame:
-    """One row per pair of measures: shared heads of their top k, Jaccard, containment
-    (shared / k), the chance levels for k of n heads, the hypergeometric p-value, and the
-    Spearman rank correlation over the heads both score."""
+    """One row per pair of measures (pair_overlap)."""
     k = default_k(measures) if k is None else int(k)
     if not 1 <= k <= measures.n:
         raise InterpError(f"k={k} must be between 1 and the model's {measures.n} heads")
-    chance_shared, chance_jaccard = chance_overlap(k, measures.n)
-    rows = []
-    for a, b in combinations(measures.names, 2):
-        top_a, top_b = set(measures.top(a, k)), set(measures.top(b, k))
-        both = measures.scores[[a, b]].dropna()
-        rho = both[a].corr(both[b], method="spearman") if len(both) > 2 else math.nan
-        row = {"a": a, "b": b, "k": k, "shared": len(top_a & top_b), "jaccard": math.nan, "containment": math.nan,
-               "chance_shared": chance_shared, "chance_jaccard": chance_jaccard, "p_value": math.nan, "spearman": rho,
-               "shared_heads": ", ".join(head_name(*h) for h in sorted(top_a & top_b))}
-        if len(top_a) == k and len(top_b) == k:  # a measure with fewer than k scored heads has no top k
-            row.update(jaccard=len(top_a & top_b) / len(top_a | top_b), containment=len(top_a & top_b) / k,
-                       p_value=overlap_p_value(len(top_a & top_b), k, measures.n))
-        rows.append(row)
+    rows = [pair_overlap(measures, a, b, k) for a, b in combinations(measures.names, 2)]
     return pd.DataFrame(rows, columns=["a", "b", "k", "shared", "jaccard", "containment", "chance_shared",
                                        "chance_jaccard", "p_value", "spearman", "shared_heads"])
+
+
+def chance_note(measures: Measures, k: int) -> str:
+    """The chance levels of top-k overlaps in words, beside every overlap table."""
+    return (f"Chance for two random sets of {k} of {measures.n} heads: {chance_shared(k, k, measures.n):.2f} shared, "
+            f"Jaccard {chance_jaccard(k, k, measures.n):.3f}, containment {k / measures.n:.3f}. "
+            "p = hypergeometric probability of sharing at least that many by chance.")
 
 
 def pair_matrix(overlaps: pd.DataFrame, measures: Measures, value: str) -> pd.DataFrame:
@@ -217,13 +240,14 @@ def _grid(measures: Measures, measure: str) -> pd.DataFrame:
 
 
 def heatmap_figure(measures: Measures, measure: str):
-    """Layer x head heat map of one measure (layers across, heads down, as in the explorer)."""
+    """Layer x head heat map of one measure (layers across, heads down; the explorer's too)."""
     import plotly.graph_objects as go
 
     grid = _grid(measures, measure)
+    label = measures.label(measure)
     fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), colorscale="Viridis",
-                               colorbar=dict(title="score"), hovertemplate="head %{x}.%{y}<br>score %{z:.4g}<extra></extra>"))
-    fig.update_layout(title=measure, xaxis=dict(title="layer"), yaxis=dict(title="head", autorange="reversed"),
+                               colorbar=dict(title=label), hovertemplate=f"head %{{x}}.%{{y}}<br>{label} %{{z:.4g}}<extra></extra>"))
+    fig.update_layout(title=measures.title(measure), xaxis=dict(title="layer"), yaxis=dict(title="head", autorange="reversed"),
                       height=max(260, 22 * measures.n_heads + 140), margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
@@ -260,7 +284,7 @@ def write_png(measures: Measures, analysis: str, path: Path, k: int) -> None:
         image = ax.imshow(grid.values.astype(float), aspect="auto", cmap="viridis", interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.03)
         top = ", ".join(f"{head_name(*h)}" for h in measures.top(measure, min(k, 5))) or "no scores"
-        ax.set_title(f"{measure} - top: {top}", fontsize=9)
+        ax.set_title(f"{measures.title(measure)} - top: {top}", fontsize=9)
         ax.set_xlabel("layer")
         ax.set_ylabel("head")
     fig.tight_layout()
@@ -329,12 +353,11 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
         parts.append(f"<h2 id='{html.escape(analysis)}'>{html.escape(analysis)}</h2>")
         for measure in measures.of(analysis):
             parts.append(f"<div class='row'><div>{fig_html(heatmap_figure(measures, measure))}</div>"
-                         f"<div><h3>top {k}: {html.escape(measure)}</h3>{_table_html(top_heads_frame(measures, measure, k))}</div></div>")
+                         f"<div><h3>top {k}: {html.escape(measures.title(measure))}</h3>"
+                         f"{_table_html(top_heads_frame(measures, measure, k))}</div></div>")
     if len(measures.names) > 1:
         parts.append("<h2>Overlap and rank correlation</h2>")
-        parts.append(f"<p>Chance for two random sets of {k} of {measures.n} heads: {overlaps['chance_shared'].iloc[0]:.2f} shared, "
-                     f"Jaccard {overlaps['chance_jaccard'].iloc[0]:.3f}, containment {k / measures.n:.3f}. "
-                     "p = hypergeometric probability of sharing at least that many by chance.</p>")
+        parts.append(f"<p>{html.escape(chance_note(measures, k))}</p>")
         parts.append("<div class='row'>" + fig_html(matrix_figure(pair_matrix(overlaps, measures, "jaccard"), f"Jaccard of the top {k}", 0, 1))
                      + fig_html(matrix_figure(pair_matrix(overlaps, measures, "spearman"), "Spearman rank correlation", -1, 1)) + "</div>")
         parts.append(f"<div class='scroll'>{_table_html(overlaps.drop(columns=['k']))}</div>")

@@ -1,38 +1,17 @@
 """The Streamlit head explorer through streamlit's AppTest, on a results directory that
 `interp scan` writes here (two small analyses of a tiny random llama saved to disk)."""
 
-import base64
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
+import torch
 from typer.testing import CliRunner
 
-import interp.analyses
 import interp.cli
 from interp.run.results import open_results
-from tests.test_cli import make_analysis, save_tiny_long_model, save_tiny_model
-
-APP = Path(__file__).resolve().parent.parent / "apps" / "head_explorer.py"
-ANALYSES = {"first_token": "first", "previous_token": "previous"}
-
-
-def make_results(root: Path) -> Path:
-    """root/results: first_token and previous_token of root/tiny, as `interp scan` writes them."""
-    tiny = save_tiny_model(root / "tiny")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, key in ANALYSES.items():
-            module = make_analysis(name, key, calls=[])
-            mp.setitem(sys.modules, module.__name__, module)
-            mp.setitem(interp.analyses.ANALYSES, name, module.__name__)
-        result = CliRunner().invoke(interp.cli.app, ["scan", "--model", str(tiny), "--analyses", ",".join(ANALYSES),
-                                                     "--samples", "6", "--out", str(root / "results")])
-    assert result.exit_code == 0, result.output
-    return root / "results"
+from tests.tiny import app_on, build_hf, charts, make_results, save_tiny_long_model, tiny_tokenizer, values
 
 
 @pytest.fixture(scope="module")
@@ -40,31 +19,10 @@ def results_dir(tmp_path_factory):
     return make_results(tmp_path_factory.mktemp("explorer"))
 
 
-def app_on(directory, monkeypatch) -> AppTest:
-    """The app as `streamlit run apps/head_explorer.py -- DIR` starts it."""
-    monkeypatch.setattr(sys, "argv", [str(APP)] + ([str(directory)] if directory else []))
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def charts(at) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
 def chart_titled(at, text: str) -> dict:
     titled = [c for c in charts(at) if text in c["layout"].get("title", {}).get("text", "")]
     assert len(titled) == 1, f"no chart titled {text!r}"
     return titled[0]
-
-
-def values(array) -> np.ndarray:
-    """A plotly JSON array: a list, or plotly's base64 form {"bdata", "dtype", "shape"}."""
-    if isinstance(array, dict):
-        shape = [int(n) for n in str(array.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).reshape(shape)
-    return np.asarray(array)
 
 
 def best_head(results_dir, analysis="first_token"):
@@ -110,12 +68,18 @@ def test_where_a_head_attends_short_and_long_prompts(results_dir, monkeypatch):
     at.text_area(key="attention_prompt").set_value("w1 w2 w3 w4 w5 w6")
     at.toggle(key="attention_on").set_value(True).run()
     assert not at.exception and not at.error
-    pattern = chart_titled(at, "attention of every token (6 tokens)")
-    assert values(pattern["data"][0]["z"]).shape == (6, 6)
+    layer, head = best_head(results_dir)  # the head the app selects first
+    pattern = chart_titled(at, f"head {layer}.{head}: attention of every token (6 tokens)")
+    # the map is that head's attention: transformers' eager attention of the same tiny llama (tests/tiny.py)
+    ids = tiny_tokenizer()("w1 w2 w3 w4 w5 w6", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        eager = build_hf("llama")(input_ids=ids, output_attentions=True).attentions[layer][0, head]
+    assert ids.shape == (1, 6) and np.allclose(values(pattern["data"][0]["z"]), eager.numpy(), atol=1e-5)
 
     at.text_area(key="attention_prompt").set_value(" ".join(f"w{i % 80}" for i in range(100))).run()
-    pooled = chart_titled(at, "pooled attention map of 100 tokens")
-    assert values(pooled["data"][0]["z"]).shape == (64, 64)
+    pooled = values(chart_titled(at, "pooled attention map of 100 tokens")["data"][0]["z"])
+    # 64 x 64 bins, each row the mean attention of a bin's queries: sums to 1, and no bin looks ahead of itself
+    assert pooled.shape == (64, 64) and np.allclose(pooled.sum(-1), 1, atol=1e-5) and np.allclose(np.triu(pooled, 1), 0)
 
 
 def test_ablation_panel_runs_the_model_with_and_without(results_dir, monkeypatch):
@@ -210,6 +174,10 @@ def test_results_of_the_real_analyses(tmp_path, monkeypatch):
     at.radio(key="analysis").set_value("sinks").run()
     assert not at.exception
     chart_titled(at, "sinks scores of all 8 heads")  # sinks has no per-sample table with layer and head
+    # what each analysis's score is (its MEASURE), where the score is labelled
+    assert [m.label for m in at.metric] == ["retrieval (retrieval score)", "sinks (sink importance)"]
+    heatmap = next(c for c in charts(at) if c["data"][0]["type"] == "heatmap")
+    assert heatmap["data"][0]["colorbar"]["title"]["text"] == "sink importance"
     at.number_input(key="compare_k").set_value(3).run()
     assert not at.exception and any("heads are in the top 3 of both" in m.value for m in at.markdown)
 

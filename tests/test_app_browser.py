@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 
 from interp.run.results import open_results
-from tests.test_app import APP, make_results
-
-REPO = APP.parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.tiny import CHROMIUM, CHROMIUM_ARGS, REPO, make_results
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed: apt-get install -y chromium chromium-driver")
 

@@ -246,7 +246,7 @@ def test_key_match_capture_agrees_with_pattern_and_kv_cache(models):
     request = StatsRequest(key_match=pairs)
     with torch.no_grad(), model.capture(pattern=True, stats=request) as cap:
         outputs(model, ids)
-    pattern, mass = cap.pattern, cap.get("match_mass")  # [B, L, H, Nq, Nk], [B, L, H, Nq, 3]
+    pattern, mass = cap.pattern, cap.match_mass  # [B, L, H, Nq, Nk], [B, L, H, Nq, 3]
     for m, (query_labels, key_labels) in enumerate(pairs):
         ql, kl = query_labels.expand(ids.shape), key_labels.expand(ids.shape)
         same = (kl[:, None, :] == ql[:, :, None]) & (ql[:, :, None] >= 0)  # [B, Nq, Nk]
@@ -254,11 +254,11 @@ def test_key_match_capture_agrees_with_pattern_and_kv_cache(models):
 
     with torch.no_grad():
         first = model.hf(input_ids=ids[:, :8], use_cache=True)
-    if getattr(first, "past_key_values", None) is None or getattr(model.hf.config, "sliding_window", None):
+    if getattr(first, "cache", None) is None or getattr(model.hf.config, "sliding_window", None):
         return  # an encoder has no KV cache; a sliding-window cache drops keys, so key indices are not positions
     with torch.no_grad(), model.capture(stats=request) as cached:
         model.hf(input_ids=ids[:, :8], use_cache=True)
-        model.hf(input_ids=ids[:, 8:], past_key_values=first.past_key_values, use_cache=True)
+        model.hf(input_ids=ids[:, 8:], cache=first.cache, use_cache=True)
     assert cached.n_steps == 2
     assert torch.allclose(cached.get("match_mass"), mass, atol=1e-5)
     short = StatsRequest(key_match=((ids[:, :8], ids[:, :8]),))

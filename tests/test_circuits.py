@@ -5,61 +5,19 @@ error of attribution, overlap statistics against brute force, and the scan's tab
 import dataclasses
 import itertools
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
-import transformers as tf
 
-from interp import InterpError, InterpModel
+from interp import InterpError
 from interp.data import tasks
 from interp.analyses import circuits
-from interp.run.results import ResultsDir, validate_head_table
-from tests.tiny import SMALL
+from interp.run.results import ResultsDir
+from interp.run.tables import validate_head_table
+from tests.tiny import CIRCUIT_HEADS as S, circuits_model as tiny, word_tokenizer
 
-S = [(0, 1), (1, 3), (2, 0), (2, 2)]
-
-
-def word_tokenizer():
-    """Whole words (and punctuation) of every bundled task are single tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    text = " ".join(tasks.IOI_TEMPLATES) + " Q On the table I see a an What color is A"
-    words = set(re.findall(r"\w+|[^\w\s]", text)) - {"A", "B", "S", "place", "gift"} | {"A"}
-    words |= set(tasks.NAMES + tasks.PLACES + tasks.GIFTS + tasks.COLOURS + tasks.OBJECTS + tasks.WORDS)
-    vocab = {"<unk>": 0, "<eos>": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
-
-
-TOKENIZER = word_tokenizer()
-
-
-def tiny(only=None, seed=0, dtype=torch.float64, arch="llama") -> InterpModel:
-    """A 3-layer llama (4 heads, 2 KV heads) or gpt2; with `only`, the other heads'
-    output-projection columns are zero, so they write nothing."""
-    torch.manual_seed(seed)
-    if arch == "llama":
-        config = tf.LlamaConfig(**{**SMALL, "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": len(TOKENIZER)})
-    else:  # its layer norms keep float64 (llama's RMSNorm computes in float32)
-        config = tf.GPT2Config(vocab_size=len(TOKENIZER), n_embd=64, n_layer=3, n_head=4, n_positions=128, attn_pdrop=0.0,
-                               resid_pdrop=0.0, embd_pdrop=0.0, bos_token_id=1, eos_token_id=1)
-    hf = tf.AutoModelForCausalLM.from_config(config).to(dtype).eval()
-    with torch.no_grad():
-        for module in hf.modules():  # larger weights: logit differences well above rounding
-            if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2:
-                module.weight.mul_(4)
-    model = InterpModel(hf, TOKENIZER, source="tiny-circuits")
-    if only is not None:
-        d = model.layout.head_dim
-        with torch.no_grad():
-            for layer, site in enumerate(model.sites):
-                for head in range(model.layout.n_heads):
-                    if (layer, head) not in only:
-                        site.output_projection.weight[:, head * d : (head + 1) * d] = 0
-    return model
+TOKENIZER = word_tokenizer()  # the tokenizer of every tiny() model
 
 
 @pytest.fixture(scope="module")

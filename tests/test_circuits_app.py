@@ -5,8 +5,7 @@ import torch
 
 from interp.analyses import circuits
 from interp.run.results import ResultsDir
-from tests.test_app import app_on, charts
-from tests.test_circuits import S, tiny
+from tests.tiny import CIRCUIT_HEADS as S, app_on, charts, circuits_model as tiny
 
 
 @pytest.fixture(scope="module")

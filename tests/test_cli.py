@@ -1,7 +1,7 @@
 """The `interp` command through typer's CliRunner, on a tiny random llama saved to disk.
 
-Until the real analyses exist, `first_token` and `previous_token` below stand in for them:
-small but real analyses (they run the model and capture attention patterns) that save
+Until the real analyses exist, `first_token` and `previous_token` (tests/tiny.py's make_analysis) stand in
+for them: small but real analyses (they run the model and capture attention patterns) that save
 per-sample progress and resume from it, exactly as the analysis contract asks.
 """
 
@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +19,8 @@ from typer.testing import CliRunner
 import interp.analyses
 from interp import cli
 from interp.runtime.ablation import Mode, ablation_effect, make_intervention
-from interp.base.progress import track
 from interp.run.results import ResultsDir, open_results
-from tests.tiny import build_hf, tiny_tokenizer
+from tests.tiny import build_hf, make_analysis, save_tiny_model, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_SAVE_PROGRESS = ResultsDir.save_progress
@@ -30,46 +28,6 @@ runner = CliRunner()
 
 
 # ---- a small, real analysis with resume -----------------------------------------------------------
-
-
-def tiny_prompts(samples: int, max_length: int, seed: int) -> list[str]:
-    """Prompts in the tiny tokenizer's made-up words w0..w87."""
-    import random
-
-    rng = random.Random(seed)
-    return [" ".join(f"w{rng.randrange(88)}" for _ in range(rng.randint(max_length // 2, max_length))) for _ in range(samples)]
-
-
-def make_analysis(name: str, key: str, calls: list, interrupt_after: int | None = None, fail: bool = False):
-    """An analysis module scoring each head by the mean attention of the last query to the
-    first key (key="first") or to the key before it (key="previous")."""
-
-    def scan(model, *, samples=None, max_length=None, seed=0, results=None, **options):
-        if fail:
-            raise RuntimeError("this analysis always fails")
-        done = results.load_progress(name) if results is not None else {}
-        rows = []
-        for index, text in enumerate(track(tiny_prompts(samples or 6, max_length or 16, seed), name)):
-            if index not in done:
-                with model.capture(pattern=True, positions="last") as cap:
-                    model(text)
-                pattern = cap.pattern[0, :, :, 0]  # [layer, head, key]
-                column = 0 if key == "first" else pattern.shape[-1] - 2
-                done[index] = {"scores": pattern[..., column].tolist()}
-                calls.append(index)
-                if results is not None:
-                    results.save_progress(name, index, done[index])
-                if interrupt_after is not None and len(calls) >= interrupt_after:
-                    raise KeyboardInterrupt
-            for layer, per_head in enumerate(done[index]["scores"]):
-                rows += [dict(sample=index, layer=layer, head=head, score=s) for head, s in enumerate(per_head)]
-        per_sample = pd.DataFrame(rows)
-        heads = per_sample.groupby(["layer", "head"], as_index=False)["score"].mean()
-        return {"heads": heads, "samples": per_sample}
-
-    module = types.ModuleType(f"fake_analysis_{name}")
-    module.scan, module.PARAMS = scan, ("samples", "max_length", "seed")
-    return module
 
 
 @pytest.fixture
@@ -86,12 +44,6 @@ def analyses(monkeypatch):
         return calls
 
     return register
-
-
-def save_tiny_model(directory: Path) -> Path:
-    build_hf("llama").save_pretrained(directory)
-    tiny_tokenizer().save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +93,16 @@ def test_scan_writes_valid_results(tiny_dir, tmp_path, analyses):
     assert "wall time per analysis" in result.stdout
 
 
+def test_the_summary_heads_a_column_with_what_the_analysis_measures(tiny_dir, tmp_path, analyses, monkeypatch):
+    analyses("first_token")
+    analyses("previous_token", "previous")
+    monkeypatch.setattr(sys.modules["fake_analysis_first_token"], "MEASURE", "first-key mass", raising=False)
+    result = scan(tiny_dir, tmp_path / "out", "first_token,previous_token", "--samples", 2)
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if "rank" in line)
+    assert "first-key mass" in header and "previous_token" in header and "first_token" not in header
+
+
 def test_default_out_is_results_slash_model_name(tiny_dir, tmp_path, analyses, monkeypatch):
     analyses("first_token")
     monkeypatch.chdir(tmp_path)
@@ -186,9 +148,9 @@ def test_a_failing_analysis_is_recorded_and_the_others_still_run(tiny_dir, tmp_p
 
 KILLED_SCAN = """
 import sys, time
-from tests import test_cli
+from tests.tiny import make_analysis
 import interp.analyses
-module = test_cli.make_analysis("first_token", "first", calls=[])
+module = make_analysis("first_token", "first", calls=[])
 real_scan = module.scan
 def slow_scan(model, **kwargs):  # slow down every forward pass so the kill lands mid-scan
     forward = model.__class__.__call__
@@ -336,18 +298,6 @@ def test_bad_input_gives_one_line_error(case, tiny_dir, tmp_path, analyses, monk
 
 
 # ---- the real analyses --------------------------------------------------------------------------------
-
-
-def save_tiny_long_model(directory: Path) -> Path:
-    """A tiny random llama with 1024 positions: room for retrieval's haystacks."""
-    from tests.tiny import save_tiny_llama
-
-    return save_tiny_llama(directory, max_position_embeddings=1024)
-
-
-@pytest.fixture(scope="session")
-def tiny_long_dir(tmp_path_factory):
-    return save_tiny_long_model(tmp_path_factory.mktemp("tiny-llama-1k"))
 
 
 def test_scan_retrieval_and_sinks_on_a_tiny_model(tiny_long_dir, tmp_path):

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from interp.run.results import open_results
-from tests.test_cli import tiny_long_dir  # noqa: F401 (a fixture)
 
 SCAN = ["--samples", "4", "--max-length", "200"]
 BOTH = ["--analyses", "retrieval,sinks", *SCAN]
@@ -61,13 +60,13 @@ def assert_same_results(one: Path, two: Path, analyses=("retrieval", "sinks")):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_long_dir, tmp_path_factory):  # noqa: F811
+def reference(tiny_long_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("one-process") / "out"
     one_process(tiny_long_dir, out)
     return out
 
 
-def test_two_gloo_ranks_write_what_one_process_writes(tiny_long_dir, reference, tmp_path):  # noqa: F811
+def test_two_gloo_ranks_write_what_one_process_writes(tiny_long_dir, reference, tmp_path):
     (tmp_path / "log").mkdir()
     script = tmp_path / "logged_interp.py"
     script.write_text(LOGGED_INTERP)
@@ -81,7 +80,7 @@ def test_two_gloo_ranks_write_what_one_process_writes(tiny_long_dir, reference, 
     assert done.stdout.count("top 5 heads") == 1  # rank 0 speaks for all
 
 
-def test_a_killed_rank_resumes_its_shard(tiny_long_dir, reference, tmp_path):  # noqa: F811
+def test_a_killed_rank_resumes_its_shard(tiny_long_dir, reference, tmp_path):
     script, out, log = tmp_path / "logged_interp.py", tmp_path / "out", tmp_path / "log"
     script.write_text(LOGGED_INTERP)
     log.mkdir()

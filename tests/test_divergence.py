@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from interp import InterpError, InterpModel, LayerEdit, ScaleHead
 from interp.analyses import divergence as dv
 from interp.analyses.sinks import image_inputs
-from tests.test_sinks import llava_processor, photo
-from tests.tiny import SMALL, tiny_tokenizer
+from tests.tiny import SMALL, llava_processor, photo, tiny_tokenizer
 
 SUBSPACE = list(range(56, 64))  # residual dimensions only the context (image tokens / span words) carries
 VISION_HEAD = (1, 1)  # reads SUBSPACE through a large W_V
@@ -209,15 +208,50 @@ def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["scan", "--analyses", "context", "--samples", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    heads = open_results(out).read_table("context")
+    results = open_results(out)
+    heads, samples = results.read_table("context"), results.read_table("context", "samples")
     assert len(heads) == 270 and set(heads.columns) >= {"layer", "head", "score", "filtered", "cosine", "ratio"}
-    assert (heads["score"] >= 0).all() and heads["score"].max() > 0
-    assert len(dv.load_counterfactual()) >= 150
+    assert (heads["filtered"] <= heads["score"] + 1e-6).all()
+    items = dv.load_counterfactual()
+    assert len(items) >= 150
+    keys = sorted(set(samples["sample"]))
+    assert len(keys) == 4 and len(samples) == 4 * 270
+
+    # Known answer: a head's score is the mean over the prompts of ||z with the context - z without it||
+    # at the last position. Here one prompt at a time, unpadded, the context cut out by hand and z read
+    # off the input of o_proj by a hook of the test's own, for the top head and for head 0.0.
+    import interp
+
+    model = interp.load_model()
+    d = model.layout.head_dim
+
+    def last_z(ids, layer, head):
+        seen = []
+        hook = model.hf.model.layers[layer].self_attn.o_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+        try:
+            with torch.no_grad():
+                model.hf(input_ids=ids)
+        finally:
+            hook.remove()
+        return seen[0][0, -1, head * d : (head + 1) * d].float()
+
+    best = heads.loc[heads["score"].idxmax()]
+    for layer, head in [(int(best["layer"]), int(best["head"])), (0, 0)]:
+        expected = []
+        for key in keys:
+            inputs, (start, end) = dv.context_prompt(model, items[int(key.removeprefix("item:"))])
+            ids = inputs["input_ids"]
+            without = torch.cat([ids[:, :start], ids[:, end:]], dim=1)
+            expected.append(float((last_z(ids, layer, head) - last_z(without, layer, head)).norm()))
+        rows = samples[(samples["layer"] == layer) & (samples["head"] == head)].set_index("sample")["score"]
+        assert rows[keys].tolist() == pytest.approx(expected, rel=1e-4, abs=1e-5)  # agree to ~1e-5 (batched, padded)
+        assert heads.query(f"layer == {layer} and head == {head}")["score"].item() == pytest.approx(sum(expected) / 4, rel=1e-4)
+    assert best["score"] > 1  # the top head moves: the context changes what it writes
 
 
 def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tmp_path, monkeypatch):
     from interp.run.results import ResultsDir
-    from tests.test_app import app_on, charts
+    from tests.tiny import app_on, charts
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -248,8 +282,9 @@ def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tm
 
 
 def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default_scan(tmp_path):
-    from interp.cli import analysis_modules, app
-    from tests.test_cli import save_tiny_model
+    from interp.cli import app
+    from interp.run.runner import analysis_modules
+    from tests.tiny import save_tiny_model
 
     assert not {"context", "vhd"} & set(analysis_modules(None))
     assert "images" in analysis_modules("context,vhd")["vhd"].PARAMS

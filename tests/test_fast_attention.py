@@ -70,7 +70,7 @@ def test_fused_path_with_kv_cache(monkeypatch):
         with torch.no_grad():
             first = model.hf(input_ids=ids[:, :7], use_cache=True)
             with model.capture(stats=ALL) as cap:
-                model.hf(input_ids=ids[:, 7:], past_key_values=first.past_key_values, use_cache=True)
+                model.hf(input_ids=ids[:, 7:], cache=first.cache, use_cache=True)
         results.append({name: cap.get(name) for name in cap.names()})
     for name in results[0]:
         torch.testing.assert_close(results[0][name], results[1][name], atol=1e-5, rtol=1e-5)

@@ -54,7 +54,7 @@ def test_generation_captures_every_step_with_cache(llama):
     for step in range(5):
         pos = 6 + step
         assert torch.allclose(cap.get("pattern", step=step)[..., 0, :], ref.pattern[..., pos, : pos + 1], atol=1e-5)
-    assert torch.equal(cap.get("argmax")[0, :, :, 0], ref.pattern[0, :, :, 6].argmax(-1))
+    assert torch.equal(cap.argmax[0, :, :, 0], ref.pattern[0, :, :, 6].argmax(-1))
 
 
 def test_decode_only_intervention_leaves_prefill_alone(llama):

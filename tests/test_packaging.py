@@ -17,9 +17,10 @@ from interp.run.results import ResultsDir
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ["pyproject.toml", "README.md", "interp", "analyses", "kernels", "apps"]
-EXPECTED = ["interp/cli.py", "interp/ablation.py", "interp/apps/head_explorer.py", "interp/analyses/sinks.py",
+EXPECTED = ["interp/cli.py", "interp/runtime/ablation.py", "interp/apps/head_explorer.py", "interp/analyses/sinks.py",
             "interp/analyses/retrieval.py", "interp/kernels/chunked.py", "interp/data/prompts.json",
-            "interp/data/needles.json", "interp/data/haystack.txt"]
+            "interp/data/needles.json", "interp/data/haystack.txt", "interp/data/counterfactual.jsonl",
+            "interp/data/harmless.json", "interp/base/files.py", "interp/run/runner.py", "interp/organisms/train.py"]
 
 # The installed app, run by streamlit's AppTest on a results directory (no model needed to browse).
 RUN_INSTALLED_APP = """
@@ -58,6 +59,7 @@ def test_the_wheel_installs_a_working_interp_explore(tmp_path):
     assert not [n for n in names if n.startswith(("tests/", "apps/", "analyses/", "kernels/"))]  # all under interp/
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "interp = interp.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "refusal = interp.organisms:refusal_model" in zipfile.ZipFile(wheel).read(entry_points).decode()  # models by name
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=tmp_path)

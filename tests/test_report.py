@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 import interp.cli
 from interp import report
+from interp.analyses import head_sets
 from interp.base.errors import InterpError
 from interp.run.results import ResultsDir
-from tests.test_cli import save_tiny_long_model
+from tests.tiny import save_tiny_long_model
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -47,6 +48,7 @@ def test_measures_are_score_and_score_dot_columns_only():
     measures = made_up_measures()
     assert measures.names == ["up", "up.same", "down", "half"]  # score_min and label are no measures
     assert measures.analysis == {"up": "up", "up.same": "up", "down": "down", "half": "half"}
+    assert measures.labels == {} and measures.label("up") == "score" and measures.title("up") == "up"  # unknown analyses
     assert measures.top("up", 3) == [(3, 3), (3, 2), (3, 1)]
     assert measures.top("half", 20) == [(1, 3), (1, 2), (1, 1), (1, 0), (0, 3), (0, 2), (0, 1), (0, 0)]
 
@@ -74,11 +76,11 @@ def test_overlap_jaccard_containment_chance_and_spearman():
 
 def test_overlap_p_value_is_the_hypergeometric_tail():
     for shared in range(0, 6):
-        assert report.overlap_p_value(shared, 5, 30) == pytest.approx(hypergeom.sf(shared - 1, 30, 5, 5))
+        assert head_sets.overlap_p_value(shared, 5, 5, 30) == pytest.approx(hypergeom.sf(shared - 1, 30, 5, 5))
     # chance Jaccard ~ K / (2 - K): simulated
     rng = np.random.default_rng(0)
     sims = [len(set(rng.choice(50, 10, replace=False)) & set(rng.choice(50, 10, replace=False))) for _ in range(4000)]
-    assert np.mean(sims) == pytest.approx(report.chance_overlap(10, 50)[0], abs=0.1)
+    assert np.mean(sims) == pytest.approx(head_sets.chance_shared(10, 10, 50), abs=0.1)
 
 
 def test_highlights_name_shared_heads_and_disjoint_pairs():
@@ -125,6 +127,10 @@ def test_report_command_writes_html_and_a_png_per_analysis(every_analysis, tmp_p
         assert png.startswith(b"\x89PNG") and len(png) > 5_000
     for measure in ("heads.previous_token", "heads.text_first_token", "sinks", "circuits"):
         assert f"top 2: {measure}" in page
+    # each analysis's score says what it is (its module's MEASURE), on the heat map too
+    assert report.read_measures(every_analysis).labels == {"retrieval": "retrieval score", "sinks": "sink importance",
+                                                           "heads": "induction score", "circuits": "importance"}
+    assert "top 2: heads (induction score)" in page and '"title":{"text":"induction score"}' in page
     assert "retrieval has no scores" in page  # a random tiny model answers no needle
     assert not re.search(r"<script[^>]*\ssrc=", page) and "plotly.js v" in page  # the plotly JS is inlined
     assert page.count('class="plotly-graph-div"') == len(report.read_measures(every_analysis).names) + 2
@@ -145,7 +151,7 @@ def test_without_matplotlib_the_html_is_still_written(every_analysis, tmp_path, 
 @pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is not installed: apt-get install -y chromium")
 def test_the_report_opens_offline_in_headless_chromium(every_analysis, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package ([dev] extra) is not installed")
-    from tests.test_app_browser import CHROMIUM_ARGS
+    from tests.tiny import CHROMIUM_ARGS
 
     written = report.write_report(every_analysis, tmp_path / "rep")
     n_figures = len(report.read_measures(every_analysis).names) + 2

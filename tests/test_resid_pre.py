@@ -49,10 +49,10 @@ def test_resid_pre_of_decoding_steps_joins_positions_and_honours_positions():
     ids = random_ids(batch=1, length=10)
     with torch.no_grad():
         prefix = model.hf(input_ids=ids[:, :-2], use_cache=True)
-        cache = prefix.past_key_values
+        cache = prefix.cache
         with model.capture(resid_pre=True, positions=[7, 9]) as cap:
             for step in range(8, 10):  # two decoding steps: positions 8 and 9
-                model.hf(input_ids=ids[:, step : step + 1], past_key_values=cache, use_cache=True)
+                model.hf(input_ids=ids[:, step : step + 1], cache=cache, use_cache=True)
     reported = reported_inputs(eager, ids)
     assert cap.resid_pre.shape[2] == 1  # position 7 came before the capture; 8 is not selected
     assert (cap.resid_pre[0, :, 0] - torch.stack([h[0, 9] for h in reported[:2]])).abs().max() <= 1e-5

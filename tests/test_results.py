@@ -1,12 +1,13 @@
 import json
+import os
 
 import pandas as pd
 import pytest
 
-from interp.run import results as results_module
 from interp.base.errors import InterpError
 from interp.base.files import file_hash
-from interp.run.results import ResultsDir, open_results, package_versions
+from interp.run.manifest import package_versions
+from interp.run.results import ResultsDir, open_results
 
 
 def head_table(n_layers=2, n_heads=3):
@@ -108,6 +109,7 @@ def test_bad_head_table_on_disk_is_refused_on_read(tmp_path):
 def test_per_sample_tables_may_repeat_heads(tmp_path):
     df = pd.DataFrame({"layer": [0, 0], "head": [1, 1], "sample": [0, 1]})
     ResultsDir(tmp_path).write_table("retrieval", df, table="probes")
+    pd.testing.assert_frame_equal(ResultsDir(tmp_path).read_table("retrieval", "probes"), df)  # both rows kept
 
 
 def test_missing_table_and_bad_names(tmp_path):
@@ -148,7 +150,7 @@ def test_failed_manifest_write_keeps_previous_manifest(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("fsync failed")
 
-    monkeypatch.setattr(results_module.os, "fsync", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError):
         results.finish_analysis("sinks", rows=1)
     monkeypatch.undo()

@@ -246,12 +246,19 @@ def test_bundled_model_small_grid():
     heads, probes, causal = out["heads"], out["probes"], out["causal"]
     assert len(heads) == 270 and heads[["layer", "head"]].drop_duplicates().shape[0] == 270
     assert len(probes) == 2 and probes["prompt_tokens"].between(100, 160).all()
-    assert 0 <= heads.attrs["answered_fraction"] <= 1 and probes["rouge"].between(0, 1).all()
-    if probes["answered"].any():
-        assert (heads["score"] >= 0).all() and (heads["n_probes"] == probes["answered"].sum()).all()
-        assert heads["is_retrieval"].equals(heads["score"] > 0.1) and heads["score"].max() > 0
-        assert list(causal["condition"]) == ["baseline", "top", "random"]
-    assert causal["accuracy"].between(0, 1).all()
-    assert causal["accuracy"].iloc[0] == probes["answered"].mean()
+    # Known answer: SmolLM2 (greedy) answers both probes of this grid word for word, so every head's score is
+    # defined and the causal check runs; the full grid's findings (notes/retrieval.md) hold on these two.
+    assert probes["answered"].all() and (probes["rouge"] == 1).all() and heads.attrs["answered_fraction"] == 1
+    assert heads["score"].between(0, 1).all() and (heads["n_probes"] == 2).all()
+    assert heads["is_retrieval"].equals(heads["score"] > 0.1)
+    ranked = heads.sort_values(["score", "layer", "head"], ascending=[False, True, True])
+    top = [f"{layer}.{head}" for layer, head in zip(ranked["layer"], ranked["head"])][:2]
+    assert top[0] in {"23.2", "18.6", "17.3", "23.7", "20.6", "18.7", "17.4"}  # the full grid's strongest 7
+    assert ranked["score"].iloc[0] > 0.5
+    assert list(causal["condition"]) == ["baseline", "top", "random"] and causal["accuracy"].between(0, 1).all()
+    assert causal["heads"].iloc[1] == ",".join(top)  # the top condition masks the two best heads
+    assert not set(causal["heads"].iloc[2].split(",")) & set(top)
+    assert causal["accuracy"].iloc[0] == probes["answered"].mean() == 1
+    assert causal["accuracy"].iloc[1] < causal["accuracy"].iloc[0]  # masking them breaks retrieval
     with pytest.raises(InterpError, match="at most"):
         retrieval.scan(model, lengths=[9000])

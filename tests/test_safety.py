@@ -286,12 +286,13 @@ def test_cli_safety_only_when_named_and_says_when_the_model_does_not_refuse(plan
     from typer.testing import CliRunner
 
     import interp.cli
+    from interp.run.runner import analysis_modules, analysis_options
 
-    assert "safety" not in interp.cli.analysis_modules(None)
-    safety_only = interp.cli.analysis_modules("safety")
-    assert interp.cli.analysis_options(safety_only, harmful=tmp_path / "h.txt", harmless=None) == {"safety": {"harmful": str(tmp_path / "h.txt")}}
+    assert "safety" not in analysis_modules(None)
+    safety_only = analysis_modules("safety")
+    assert analysis_options(safety_only, harmful=str(tmp_path / "h.txt"), harmless=None) == {"safety": {"harmful": str(tmp_path / "h.txt")}}
     with pytest.raises(interp.InterpError, match="--harmful is for --analyses safety"):
-        interp.cli.analysis_options(interp.cli.analysis_modules("sinks"), harmful=tmp_path / "h.txt")
+        analysis_options(analysis_modules("sinks"), harmful=tmp_path / "h.txt")
     planted.hf.save_pretrained(tmp_path / "model")
     planted.tokenizer.save_pretrained(tmp_path / "model")
     (tmp_path / "harmful.txt").write_text("\n".join(HARMFUL))

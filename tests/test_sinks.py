@@ -11,19 +11,11 @@ import transformers as tf
 
 from interp import InterpModel
 from interp.analyses import sinks
-from tests.tiny import ARCHS, CONFIGS, build_hf, random_ids, tiny_tokenizer
+from tests.tiny import (ARCHS, CONFIGS, DIM, IMAGE_PROMPT, VISUAL_SINK_PATCHES, build_hf, photo, plant_massive, random_ids,
+                        tiny_llava, tiny_tokenizer)
 
 PLANTED_TOKEN = "w46"  # id 48 in tiny_tokenizer
-DIM = 7  # the hidden dimension that carries the planted massive activation
-MASSIVE = 300.0
 PROMPT = " ".join(f"w{i}" for i in [1, 2, 3, 46, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])  # planted token at 3
-
-
-def plant_massive(embedding: torch.nn.Embedding, token_id: int, dim: int = DIM, value: float = MASSIVE):
-    """Only `token_id` has hidden dimension `dim`, and a huge value there."""
-    with torch.no_grad():
-        embedding.weight[:, dim] = 0
-        embedding.weight[token_id, dim] = value
 
 
 def plant_sink(model: InterpModel, dim: int = DIM, key_scale: float = 2.0, query_bias: float = 4.0):
@@ -152,72 +144,7 @@ def test_token_importance_matches_eager_attention(arch):
     assert close(tables["heads"]["score"], torch.stack(heads_score).mean(0).flatten())
 
 
-# ---- a tiny LLaVA with a real photo -------------------------------------------------------------
-
-IMAGE_TOKEN_ID = 95  # CONFIGS["llava"] image_token_index
-VISUAL_SINK_PATCHES = (2, 7)  # image tokens made visual sinks by plant_visual_sinks
-
-
-def llava_tokenizer():
-    """tiny_tokenizer's words plus "<image>" at the config's image token id."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {"<unk>": 0, "<eos>": 1, **{f"w{i}": i + 2 for i in range(IMAGE_TOKEN_ID - 2)}, "<image>": IMAGE_TOKEN_ID}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>",
-                                           extra_special_tokens={"image_token": "<image>"})
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})  # never split "<image>"
-    return tokenizer
-
-
-def llava_processor(config):
-    vision = config.vision_config
-    # The PIL image processor is CLIPImageProcessor without its torchvision backend (not installed here).
-    processor_class = tf.CLIPImageProcessorPil if hasattr(tf, "CLIPImageProcessorPil") else tf.CLIPImageProcessor
-    image_processor = processor_class(
-        size={"shortest_edge": vision.image_size}, crop_size={"height": vision.image_size, "width": vision.image_size})
-    return tf.LlavaProcessor(image_processor=image_processor, tokenizer=llava_tokenizer(), patch_size=vision.patch_size,
-                             vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1)
-
-
-def photo():
-    from PIL import Image
-    from sklearn.datasets import load_sample_image
-
-    return Image.fromarray(load_sample_image("china.jpg"))
-
-
-def plant_visual_sinks(hf, patches=VISUAL_SINK_PATCHES, dim: int = DIM, vision_dim: int = 5, value: float = MASSIVE):
-    """The image tokens of `patches` (whatever the photo) get a massive activation in the
-    language model's dimension `dim`: their CLIP position embeddings alone carry vision
-    dimension `vision_dim`, and one projector unit, thresholded, copies it into `dim`."""
-    vision, projector = hf.model.vision_tower, hf.model.multi_modal_projector
-    with torch.no_grad():
-        vision.embeddings.patch_embedding.weight[vision_dim] = 0
-        vision.embeddings.position_embedding.weight[:, vision_dim] = 0
-        for patch in patches:
-            vision.embeddings.position_embedding.weight[1 + patch, vision_dim] = 50.0  # row 0 is the CLS token
-        unit = 0
-        projector.linear_1.weight[unit] = 0
-        projector.linear_1.weight[unit, vision_dim] = 10.0
-        projector.linear_1.bias[unit] = -30.0  # fires only where vision_dim is ~sqrt(32) after LayerNorm, not ~0
-        projector.linear_2.weight[dim] = 0
-        projector.linear_2.weight[dim, unit] = value / 25.0
-        projector.linear_2.bias[dim] = 0
-
-
-def tiny_llava() -> InterpModel:
-    """The tiny random LLaVA: a planted text sink ("w0", the first word) and visual sinks."""
-    hf = build_hf("llava")
-    processor = llava_processor(hf.config)
-    plant_massive(hf.model.language_model.embed_tokens, processor.tokenizer.convert_tokens_to_ids("w0"))
-    plant_visual_sinks(hf)
-    return InterpModel(hf, processor.tokenizer, processor, source="tiny-llava")
-
-
-IMAGE_PROMPT = "w0 <image> w5 w6 w7 w8"
-
+# ---- a tiny LLaVA with a real photo (tests/tiny.py's tiny_llava) -------------------------------
 
 def test_visual_sinks_of_a_real_photo_on_tiny_llava():
     model = tiny_llava()

@@ -7,8 +7,7 @@ import torch
 
 from interp import InterpError, InterpModel, Redistribute, move_attention
 from interp.analyses import sinks, var
-from tests.test_sinks import IMAGE_PROMPT, photo, tiny_llava
-from tests.tiny import build_hf, random_ids, tiny_tokenizer
+from tests.tiny import IMAGE_PROMPT, build_hf, photo, random_ids, tiny_llava, tiny_tokenizer
 
 P = 0.6
 

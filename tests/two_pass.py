@@ -35,13 +35,12 @@ def two_pass_scan(results, computed, items=7):
 def two_pass_rank(rank, world, port, directory, outputs):
     import torch.distributed as dist
 
-    from interp.run.distributed import run_scan
-    from interp.run.results import ResultsDir
+    from interp.run.distributed import results_dir, run_scan
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     calls, computed = [], []  # over all attempts of scan() on this rank
-    tables = run_scan(lambda results: calls.append(1) or two_pass_scan(results, computed), ResultsDir(directory))
+    tables = run_scan(lambda results: calls.append(1) or two_pass_scan(results, computed), results_dir(directory))
     Path(outputs, f"rank{rank}.json").write_text(json.dumps({**tables, "attempts": len(calls), "computed": computed}))
     dist.destroy_process_group()
 
@@ -50,9 +49,8 @@ def failing_rank(rank, world, port, directory, outputs):
     """Rank 1 fails on its second sample; every rank notes how it left run_scan."""
     import torch.distributed as dist
 
-    from interp.run.distributed import run_scan
     from interp.base.progress import track
-    from interp.run.results import ResultsDir
+    from interp.run.distributed import results_dir, run_scan
 
     def scan(results):
         for i in track(range(6), "samples"):
@@ -64,7 +62,7 @@ def failing_rank(rank, world, port, directory, outputs):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        run_scan(scan, ResultsDir(directory))
+        run_scan(scan, results_dir(directory))
     except BaseException as e:
         Path(outputs, f"rank{rank}.exit").write_text(type(e).__name__)
         raise

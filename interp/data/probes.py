@@ -205,8 +205,17 @@ def load_prompts(path: str | os.PathLike | None = None, column: str = "text") ->
     return load_texts(path, column=column)
 
 
-# ---- haystacks --------------------------------------------------------------------------------
-
+def seeded_subset(items, n: int | None, seed: int | random.Random) -> list:
+    """`n` of `items`, drawn with random.Random(seed), in their order; all of them when n is None
+    or at least len(items). Pass a random.Random instead of a seed to go on drawing from it
+    (several subsets in a row from one seed)."""
+    items = list(items)
+    if n is None or n >= len(items):
+        return items
+    if n < 1:
+        raise InterpError(f"samples must be at least 1, got {n}")
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    return [items[i] for i in sorted(rng.sample(range(len(items)), n))]
 
 
 def choose_prompts(prompts, samples: int | None, seed: int) -> list[str]:
@@ -215,12 +224,11 @@ def choose_prompts(prompts, samples: int | None, seed: int) -> list[str]:
     texts = list(prompts) if isinstance(prompts, (list, tuple)) else load_prompts(prompts)
     if not texts:
         raise InterpError("no prompts to scan: pass prompts= or leave it None for the bundled prompts")
-    if samples is None or samples >= len(texts):
-        return texts
-    if samples < 1:
-        raise InterpError(f"samples must be at least 1, got {samples}")
-    keep = sorted(random.Random(seed).sample(range(len(texts)), samples))
-    return [texts[i] for i in keep]
+    return seeded_subset(texts, samples, seed)
+
+
+# ---- haystacks --------------------------------------------------------------------------------
+
 
 def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from interp.organisms.evaluate import refusal_rates  # noqa: F401
-from interp.organisms.planted import planted_refusal_model  # noqa: F401
+from interp.organisms.planted import PLANTED, REFUSE, planted_refusal_model  # noqa: F401
 from interp.organisms.recipes import RECIPES, REFUSALS, Recipe  # noqa: F401
 
 

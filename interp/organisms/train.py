@@ -157,15 +157,15 @@ class HeadDropout:
         self.rng = random.Random(recipe.seed + 2)
 
     def sample(self, rows: int):
-        from interp.runtime.interventions import UniformAttention, ZeroAblation
+        from interp.runtime.ablation import head_ablation
 
         ivs = []
         for row in range(rows):
             drawn = [h for h in self.others if self.rng.random() < self.rate]
             uniform = [h for h in drawn if self.rng.random() < 0.5]
             zero = [h for h in drawn if h not in uniform]
-            ivs += [ZeroAblation(zero, rows=[row])] if zero else []
-            ivs += [UniformAttention(uniform, rows=[row], eps=1e-5)] if uniform else []
+            ivs += [head_ablation("zero", zero, rows=[row])] if zero else []
+            ivs += [head_ablation("uniform", uniform, rows=[row], eps=1e-5)] if uniform else []
         return self.model.intervene(*ivs)
 
 

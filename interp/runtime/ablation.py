@@ -1,6 +1,7 @@
-"""Head ablation on one prompt, as `interp ablate` and the head explorer run it: a --mode
-string parsed into an intervention, and the effect of that intervention on generation and
-on the next-token distribution.
+"""Head ablation by name: the one place that turns "zero", "mean", "uniform", "scale" or "patch"
+into an intervention (every analysis, the organisms' head dropout, `interp ablate` and the head
+explorer call head_ablation), and the effect of an ablation on generation and on the
+next-token distribution of one prompt.
 
     effect = ablation_effect(model, make_intervention(model, "12.3", Mode.parse("zero")), "Hello")
     effect.kl, effect.clean_text, effect.ablated_text, effect.top_tokens
@@ -48,21 +49,38 @@ class Mode:
         return f"scale={self.factor:g}" if self.kind == "scale" else self.kind
 
 
-def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
-    """The intervention for --mode. Mean ablation needs the mean head outputs, `means`
-    ([layers, heads, head_dim], from model.head_means(texts)): the caller chooses the texts."""
-    from interp.runtime.interventions import MeanAblation, ScaleHead, UniformAttention, ZeroAblation
+def head_ablation(kind: str, heads, *, rows=None, positions=None, eps: float = 1e-5, factor: float = 1.0,
+                  means: torch.Tensor | None = None, values: torch.Tensor | None = None,
+                  source: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    """The intervention that ablates `heads` (in batch `rows` and at `positions`, all if None):
+    - "zero": the heads write nothing;
+    - "mean": their output replaced by `means` ([layers, heads, head_dim], model.head_means(texts));
+    - "uniform": their query scaled by `eps`, so they attend ~uniformly;
+    - "scale": their output multiplied by `factor`;
+    - "patch": their output replaced by `values` from another run, per row (`source`) and head
+      (`mask`), as PatchHead takes them."""
+    from interp.runtime.interventions import MeanAblation, PatchHead, ScaleHead, UniformAttention, ZeroAblation
 
-    heads = model.heads(heads)  # range-checked against the model's layout
-    if mode.kind == "zero":
-        return ZeroAblation(heads)
-    if mode.kind == "uniform":
-        return UniformAttention(heads)
-    if mode.kind == "scale":
-        return ScaleHead(heads, factor=mode.factor)
+    where = dict(rows=rows, positions=positions)
+    if kind == "zero":
+        return ZeroAblation(heads, **where)
+    if kind == "uniform":
+        return UniformAttention(heads, **where, eps=eps)
+    if kind == "scale":
+        return ScaleHead(heads, **where, factor=factor)
+    if kind == "patch":
+        return PatchHead(heads, **where, values=values, source=source, mask=mask)
+    if kind != "mean":
+        raise InterpError(f"unknown ablation '{kind}': use zero, mean, uniform, scale or patch")
     if means is None:
         raise InterpError("mean ablation needs the mean head outputs: pass means=model.head_means(texts)")
-    return MeanAblation(heads, means=means)
+    return MeanAblation(heads, **where, means=means)
+
+
+def make_intervention(model, heads, mode: Mode, means: torch.Tensor | None = None):
+    """The intervention for --mode on `heads`, range-checked against the model. Mean ablation
+    needs the mean head outputs, `means` (model.head_means(texts)): the caller chooses the texts."""
+    return head_ablation(mode.kind, model.heads(heads), factor=mode.factor, means=means)
 
 
 @dataclass

@@ -130,8 +130,7 @@ class HeadRuntime:
         if not wanting:
             return None
         x = args[0] if args else kwargs["hidden_states"]
-        # the KV cache, not yet updated by this layer: its length is the offset ("cache" from transformers 5.25 on)
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        cache = kwargs.get("cache")  # the KV cache, not yet updated by this layer: its length is the offset
         offset = cache.get_seq_length(site.layer) if hasattr(cache, "get_seq_length") else 0
         for cap in wanting:
             selected = x

@@ -136,18 +136,34 @@ class InterpModel:
             self.check_length(inputs["input_ids"].shape[1])
         return self.hf(**inputs, **kwargs)
 
+    def base_forward(self, inputs: dict, **kwargs):
+        """Run the model without its LM head (transformers' base model) on a dict of inputs: for
+        captures that need no logits, whose [N, vocab] would cost more than a layer."""
+        if "input_ids" in inputs:
+            self.check_length(inputs["input_ids"].shape[1])
+        return self.hf.base_model(**inputs, **kwargs)
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor):
+        """The KV cache of `input_ids` [batch, N], to run or decode the next tokens from (pass it
+        as cache=). Only the last position's logits are computed: the LM head is a fifth of a
+        small model's compute."""
+        self.check_length(input_ids.shape[1])
+        return self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=1).cache
+
     @torch.no_grad()
     def generate(self, prompt: str | dict, max_new_tokens: int = 32, chat: bool = True, **kwargs) -> Generation:
         """Greedy generation with the KV cache; captures and interventions active around
         this call act at every step (each decoding step is one capture step). Pass
-        output_logits=True for Generation.first_logits (the next-token logits of the prompt)."""
+        output_logits=True for Generation.first_logits (the next-token logits of the prompt),
+        cache= to decode from an already filled KV cache (transformers' name since 5.24)."""
         if not self.is_causal_lm:
             raise InterpError(f"{type(self.hf).__name__} cannot generate text")
         inputs = prompt if isinstance(prompt, dict) else self.tokenize(prompt, chat=chat)
         self.check_length(inputs["input_ids"].shape[1] + max_new_tokens)
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
         # from a filled KV cache, every step is small ops: one thread (see interp.kernels.threads)
-        threads = small_ops() if kwargs.get("past_key_values") is not None else nullcontext()
+        threads = small_ops() if kwargs.get("cache") is not None else nullcontext()
         with threads:
             out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
                                    return_dict_in_generate=True, **kwargs)
