@@ -6,9 +6,12 @@
 returning at least "heads" (one row per layer x head: layer, head, score, ...) and any
 per-sample tables under other keys. With `results`, long scans save each finished
 sample through results.save_progress and skip it when re-run (resume).
-`PARAMS` in each module names the scan() keywords that identify a run (for resume), and
+`PARAMS` in each module names the scan() keywords that identify a run (for resume); they are
+what `interp scan --set KEY=VALUE` sets, read as scan()'s annotation or default says
+(interp.run.params), and `PARAM_HELP` says in a line what each is (`interp params NAME`).
 `MEASURE` says what its head table's `score` is ("induction score", "Ships", ...): the CLI, the
-report and the explorer label the score with it.
+report and the explorer label the score with it. `headline(tables)` gives a few lines on the
+result, the first naming the measure: `interp scan` prints them and the report lists them.
 
 The same pattern makes an analysis run on several ranks (`torchrun -m interp scan`,
 interp.run.distributed) with no code of its own. What an analysis must do:
@@ -54,3 +57,14 @@ def get(name: str):
     module, _, attribute = ANALYSES[name].partition(":")  # "module:OBJECT" names one of several in a module
     found = import_module(module)
     return getattr(found, attribute) if attribute else found
+
+
+def headline(name: str, tables: dict) -> list[str]:
+    """A few lines on one analysis's tables (as its scan() returned them or a results directory
+    holds them): its module's headline(), else its top heads by score."""
+    from interp.analyses.head_sets import top_text
+
+    module = get(name)
+    if hasattr(module, "headline"):
+        return module.headline(tables)
+    return [f"{getattr(module, 'MEASURE', 'score')}: top {top_text(tables['heads'])}"]

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from interp.analyses.head_sets import overlap
+from interp.analyses.head_sets import overlap, top_text
 from interp.base.errors import InterpError
 from interp.runtime.ablation import head_ablation
 from interp.base.progress import track
@@ -51,6 +51,21 @@ NAME = "circuits"
 MEASURE = "importance"  # the head table's score: normalised effect of patching the head, first task, rank_by method
 PARAMS = ("samples", "max_length", "seed", "tasks", "ablation", "target", "rank_by", "exact", "verify_top",
           "verify_random", "ig_steps", "positions", "order")
+PARAM_HELP = {
+    "samples": "prompts per task (default 32)",
+    "max_length": "prompts with more tokens are left out",
+    "seed": "seed of the prompts and of the random heads of the verification",
+    "tasks": "tasks: ioi, colored_objects, induction or .jsonl/.csv task files",
+    "ablation": "how heads outside a circuit are ablated: patch (corrupted run) or mean",
+    "target": "faithfulness a circuit must reach",
+    "rank_by": "the importance circuits are built from: exact, attribution or ig",
+    "exact": "verify: exact patching of the verified heads only; all: of every head",
+    "verify_top": "heads of the attribution top verified by exact patching",
+    "verify_random": "random heads verified by exact patching",
+    "ig_steps": "steps of integrated gradients",
+    "positions": "positions patched: last or all",
+    "order": "abs: circuits take heads by |importance|; signed: by importance",
+}
 DEFAULT_TASKS = ("ioi", "colored_objects")
 ABLATIONS = ("patch", "mean")
 METHODS = ("exact", "attribution", "ig")
@@ -547,3 +562,18 @@ def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, ve
     }
     return {"heads": heads.to_dict("records"), "faithfulness": curve.to_dict("records"),
             "verification": verification.to_dict("records"), "summary": [summary]}
+
+
+def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What `interp scan` prints and the report lists: per task the top heads by |importance|
+    with their sign, the circuit's size and faithfulness; per pair of tasks their overlap."""
+    lines = []
+    for task in tables["summary"].to_dict("records"):
+        top = top_text(tables[task["task"]], k=3) if task["task"] in tables else "?"
+        reached = "" if task["reached"] else ", not reached"
+        lines.append(f"{task['task']}: {MEASURE} ({task['rank_by']}) top {top}; circuit of {task['circuit_size']} heads, "
+                     f"faithfulness {task['faithfulness']:.2f} (target {task['target']:g}{reached})")
+    for pair in tables.get("overlap", pd.DataFrame()).to_dict("records"):
+        lines.append(f"{pair['task_a']} / {pair['task_b']}: circuits share {pair['intersection']} of their heads, IoU {pair['iou']:.2f} "
+                     f"(chance {pair['chance_iou']:.2f}, p = {pair['p_value']:.2g})")
+    return lines

@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interp.analyses.head_sets import head_table
+from interp.analyses.head_sets import head_table, top_text
 from interp.analyses.sinks import image_inputs, image_positions
 from interp.base.errors import InterpError
 from interp.data.probes import seeded_subset
@@ -288,8 +288,9 @@ def generate_vhr(model, inputs: dict, context_span=None, max_new_tokens: int = 3
 
 def load_counterfactual(path=None, known_only: bool = True) -> list[dict]:
     """The bundled counterfactual-context questions (interp/data/counterfactual.jsonl) or a
-    JSONL file of {context, question, stem, memory, counterfactual}. known_only keeps the
-    bundled items the bundled model answers right without the context (its recorded filter)."""
+    JSONL file of {context, question, stem, memory, counterfactual, id}. known_only keeps the
+    bundled items the bundled model answers right without the context (its recorded filter).
+    An item without an id gets "line:<n>", its line number in the file (the scan's sample key)."""
     if path is None:
         text = resources.files("interp").joinpath("data", "counterfactual.jsonl").read_text(encoding="utf-8")
     else:
@@ -298,13 +299,15 @@ def load_counterfactual(path=None, known_only: bool = True) -> list[dict]:
             raise InterpError(f"counterfactual file {path} is missing or empty; pass a JSONL file of {{context, question, stem}}")
         text = path.read_text(encoding="utf-8")
     try:
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        lines = [(n, json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     except json.JSONDecodeError as e:
         raise InterpError(f"counterfactual file is not JSONL ({e.msg} on line {e.lineno})") from None
-    for number, item in enumerate(items, 1):
-        missing = [k for k in ("context", "question", "stem") if k not in item]
+    items = []
+    for n, item in lines:
+        missing = [k for k in ("context", "question", "stem") if not isinstance(item, dict) or k not in item]
         if missing:
-            raise InterpError(f"counterfactual item {number} lacks {', '.join(missing)}")
+            raise InterpError(f"counterfactual item on line {n} lacks {', '.join(missing)}")
+        items.append({"id": f"line:{n}", **item})
     return [item for item in items if not known_only or item.get("known", True)]
 
 
@@ -362,14 +365,19 @@ def _run(model, name: str, samples: list[tuple[str, callable]], results) -> Dive
     return Divergence(*(torch.tensor([x for p in parts for x in p[f]]) for f in ("l2", "cosine", "ratio", "norm_sq")))
 
 
-def scan_context(model, *, samples=None, max_length=None, seed=0, results=None, items=None) -> dict[str, pd.DataFrame]:
+def scan_context(model, *, samples=None, max_length=None, seed=0, results=None,
+                 items: str | list | None = None) -> dict[str, pd.DataFrame]:
     """Context divergence (CD) of every head over counterfactual-context questions
-    (the bundled ones, or items=a JSONL path / list of {context, question, stem})."""
+    (the bundled ones, or items=a JSONL path / list of {context, question, stem}). Samples are
+    keyed by the items' ids; an item of a list without one by "item:<its place in the list>"."""
     items = load_counterfactual(items) if items is None or isinstance(items, (str, Path)) else list(items)
     if not items:
         raise InterpError("no counterfactual items to scan")
-    chosen = seeded_subset(enumerate(items), samples, seed)
-    todo = [(f"item:{i}", lambda item=item: context_prompt(model, item)) for i, item in chosen]
+    keys = [str(item.get("id", f"item:{i}")) for i, item in enumerate(items)]
+    if len(set(keys)) < len(keys):
+        raise InterpError("counterfactual items share an id: give every item its own (the key of its samples)")
+    chosen = seeded_subset(zip(keys, items), samples, seed)
+    todo = [(key, lambda item=item: context_prompt(model, item)) for key, item in chosen]
     if max_length:
         todo = [(k, make) for k, make in todo if make()[0]["input_ids"].shape[1] <= max_length]
         if not todo:
@@ -397,8 +405,8 @@ def load_images(folder) -> list[tuple[str, object]]:
     return [(p.name, Image.open(p).convert("RGB")) for p in files]
 
 
-def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, images=None, prompt="Describe the image.",
-             max_new_tokens: int = 16, k: int = TOP_K) -> dict[str, pd.DataFrame]:
+def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, images: str | list | None = None,
+             prompt="Describe the image.", max_new_tokens: int = 16, k: int = TOP_K) -> dict[str, pd.DataFrame]:
     """VHD of every head over a user's images (a folder, or (name, PIL image) pairs), each
     with `prompt` (or a prompts.txt in the folder: one line per image, in file order), and
     T-VHD of the tokens of each image's greedy caption."""
@@ -433,17 +441,35 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
 
 
 class Analysis:
-    """What the registry and `interp scan` use: a scan(), the PARAMS that identify a run and the
-    MEASURE its score is."""
+    """What the registry and `interp scan` use: a scan(), the PARAMS that identify a run (described
+    by PARAM_HELP), the MEASURE its score is and its headline."""
 
-    def __init__(self, name: str, scan, params: tuple[str, ...], measure: str):
-        self.NAME, self.scan, self.PARAMS = name, scan, params  # `interp scan --images DIR` passes images= (in PARAMS)
+    def __init__(self, name: str, scan, params: dict[str, str], measure: str):
+        self.NAME, self.scan, self.PARAMS = name, scan, tuple(params)  # `interp scan --images DIR` passes images= (in PARAMS)
+        self.PARAM_HELP = params
         self.MEASURE = measure  # what the head table's score is
 
+    def headline(self, tables: dict[str, pd.DataFrame]) -> list[str]:
+        """What `interp scan` prints and the report lists: the top heads, and over how many samples."""
+        samples = tables["summary"].set_index("metric").loc["samples"]
+        return [f"{self.MEASURE}: top {top_text(tables['heads'])} (over {samples['value']:.0f} {samples['detail']})"]
 
-CONTEXT = Analysis("context", scan_context, ("samples", "max_length", "seed", "items"), "context divergence (CD)")
-VHD = Analysis("vhd", scan_vhd, ("samples", "max_length", "seed", "images", "prompt", "max_new_tokens", "k"),
-               "vision-aware head divergence (VHD)")
+
+CONTEXT = Analysis("context", scan_context, {
+    "samples": "questions scored (default: all bundled ones)",
+    "max_length": "prompts with more tokens are left out",
+    "seed": "seed of the question subset",
+    "items": "a JSONL file of {context, question, stem} (default: the bundled counterfactual questions)",
+}, "context divergence (CD)")
+VHD = Analysis("vhd", scan_vhd, {
+    "samples": "images scored (default: all)",
+    "max_length": "not used by vhd",
+    "seed": "seed of the image subset",
+    "images": "an image folder: jpg/png, optional prompts.txt with one line per image",
+    "prompt": "the prompt of every image when there is no prompts.txt",
+    "max_new_tokens": "tokens of each caption scored by T-VHD",
+    "k": "T-VHD: top heads per layer summed",
+}, "vision-aware head divergence (VHD)")
 
 
 def scan(model, **options) -> dict[str, pd.DataFrame]:

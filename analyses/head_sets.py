@@ -5,6 +5,7 @@ two head sets overlap against chance (the report's top-k overlaps, the overlap o
     head_table(model.layout, {"score": scores})        # layer, head, score: one row per head
     top, randoms = causal_heads(table, k=3, draws=5, seed=0)
     overlap({(0, 1), (2, 3)}, {(2, 3)}, n=270)          # IoU, containment, chance, hypergeometric p
+    top_text(table, k=3)                                 # "15.1 (1.44), 15.7 (0.185), 7.2 (0.179)"
 
 No torch here: the report imports it to compare score tables.
 """
@@ -112,3 +113,34 @@ def overlap(a, b, n: int) -> dict:
             "containment_a": inter / len(a) if a else float("nan"), "containment_b": inter / len(b) if b else float("nan"),
             "chance_intersection": chance_shared(len(a), len(b), n), "chance_iou": expected_jaccard(len(a), len(b), n),
             "p_value": overlap_p_value(inter, len(a), len(b), n)}
+
+
+# ---- the top heads in words (the analyses' headlines, the CLI's summary table) -------------------
+
+
+def is_signed(values: pd.Series) -> bool:
+    """A score that takes negative values: a head working against the answer matters as much as one for it."""
+    return bool((values.dropna() < 0).any())
+
+
+def ranked(table: pd.DataFrame, column: str = "score", k: int = 5) -> pd.DataFrame:
+    """The k rows of a head table with the largest |column| when it is signed, else the largest
+    column; NaN never ranks; ties: lower layer, then lower head."""
+    scored = table.dropna(subset=[column])
+    key = scored[column].abs() if is_signed(scored[column]) else scored[column]
+    return scored.assign(_key=key).sort_values(["_key", "layer", "head"], ascending=[False, True, True]).head(k).drop(columns="_key")
+
+
+def value_text(value: float, signed: bool) -> str:
+    return f"{value + 0.0:+.3g}" if signed else f"{value:.3g}"  # + 0.0: -0.0 reads +0
+
+
+def top_text(table: pd.DataFrame, column: str = "score", k: int = 5, beside: dict[str, str] | None = None) -> str:
+    """"15.1 (1.44), 15.7 (0.185)": the ranked() heads with their values, signed ones with their
+    sign ("9.6 (+0.41), 9.9 (-0.2)"); beside: {label: column} shown with each value."""
+    signed = is_signed(table[column])
+    parts = []
+    for row in ranked(table, column, k).to_dict("records"):
+        extra = "".join(f", {label} {row[c]:.3g}" for label, c in (beside or {}).items())
+        parts.append(f"{int(row['layer'])}.{int(row['head'])} ({value_text(row[column], signed)}{extra})")
+    return ", ".join(parts) or "no scores"

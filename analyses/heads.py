@@ -40,7 +40,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from interp.analyses.head_sets import causal_heads, head_names
+from interp.analyses.head_sets import causal_heads, head_names, top_text
 from interp.data import choose_prompts
 from interp.base.errors import InterpError
 from interp.runtime.ablation import head_ablation
@@ -50,7 +50,20 @@ from interp.base.progress import track
 
 NAME = "heads"
 MEASURE = "induction score"  # the head table's score: attention on the token after an earlier copy, repeated tokens
-PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation")
+PARAMS = ("samples", "max_length", "seed", "lengths", "seeds", "text_length", "causal_k", "causal_draws", "ablation",
+          "prompts")
+PARAM_HELP = {
+    "samples": "natural prompts scored (default: all bundled prompts)",
+    "max_length": "longest sequence in tokens (repeated tokens and prompts are cut to fit)",
+    "seed": "seed of the random tokens, the prompt subset and the random heads of the causal check",
+    "lengths": "lengths of r in [BOS] + r + r",
+    "seeds": "random r per length",
+    "text_length": "natural prompts are cut to this many tokens",
+    "causal_k": "induction heads ablated in the causal check (default: 10, or a quarter of all heads if fewer; at most half; 0 skips it)",
+    "causal_draws": "draws of as many random other heads in the causal check",
+    "ablation": "ablation of the causal check: zero (output 0) or uniform (flat attention)",
+    "prompts": "natural prompts: a file, one a line (default: the bundled prompts)",
+}
 TYPES = ("previous_token", "duplicate_token", "induction", "first_token")
 # The key_match pairs asked of the kernels (key_match_pairs); duplicate-token = "same" - "self".
 PAIRS = ("previous_token", "self", "same", "induction", "first_token", "after_first")
@@ -197,15 +210,16 @@ def detector_scores(model, ids: torch.Tensor, exclude_bos: bool = False, exclude
 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=LENGTHS, seeds=SEEDS,
-         text_length=TEXT_LENGTH, prompts=None, causal_k=None, causal_draws=5, ablation="zero") -> dict[str, pd.DataFrame]:
+         text_length=TEXT_LENGTH, prompts: str | list[str] | None = None, causal_k: int | None = None, causal_draws=5,
+         ablation="zero") -> dict[str, pd.DataFrame]:
     """Previous-token, duplicate-token, induction and first-token scores of every head.
 
     lengths: lengths of r in [BOS] + r + r (2 * length + 1 tokens; lengths whose sequence
     exceeds max_length are cut to fit); seeds: how many random r per length (seeded from seed).
     prompts: texts, a file for interp.data.load_prompts, or None for the bundled prompts, `samples`
     of them (all if None), each cut to min(text_length, max_length) tokens.
-    causal_k: induction heads ablated in the causal check (default 10, at most a quarter of all
-    heads; 0 skips it), against causal_draws draws of as many random other heads, on the repeated
+    causal_k: induction heads ablated in the causal check (default 10, or a quarter of all heads if
+    that is fewer; at most half of them; 0 skips it), against causal_draws draws of as many random other heads, on the repeated
     sequences of the shortest length; ablation: "zero" (head output 0) or "uniform" (flat attention).
     Returns "heads", "samples" (per sequence and head) and "causal".
     """
@@ -317,3 +331,19 @@ def _causal_check(model, heads, k, draws, ablation, length, seed_list, seed, res
                      "loss_repeated_half": done[key]["repeated"], "loss_first_half": done[key]["first"],
                      "heads": head_names(masked)})
     return pd.DataFrame(rows)
+
+
+def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What `interp scan` prints and the report lists: the top induction heads, the top head of
+    every other type, and the causal check."""
+    heads, causal = tables["heads"], tables.get("causal")
+    others = [f"{t.replace('_', '-')} {top_text(heads, f'score.{t}', k=1)}" for t in TYPES if f"score.{t}" in heads]
+    lines = [f"{MEASURE} (attention on the token after an earlier copy, [BOS] + r + r): top {top_text(heads)}",
+             "top head of each other type: " + "; ".join(others)]
+    if causal is not None and len(causal):
+        loss = lambda condition: causal.loc[causal["condition"] == condition, "loss_repeated_half"]
+        k, ablation, random = int(causal["k"].max()), causal["ablation"].iloc[0], loss("random")
+        lines.append(f"causal check ({ablation} ablation): loss on the repeated half {loss('top induction').iloc[0]:.2f} "
+                     f"with the top {k} induction heads ablated, {loss('clean').iloc[0]:.2f} clean, {random.mean():.2f} "
+                     f"+- {random.std(ddof=0):.2f} with {k} random heads ({len(random)} draws)")
+    return lines

@@ -32,7 +32,7 @@ from itertools import product
 import pandas as pd
 import torch
 
-from interp.analyses.head_sets import causal_heads, head_names, head_table
+from interp.analyses.head_sets import causal_heads, head_names, head_table, top_text
 from interp.data import Needle, count_tokens, insert_needle, load_needles, load_texts, make_haystack, parse_needles
 from interp.data.probes import seeded_subset
 from interp.base.errors import InterpError
@@ -44,6 +44,20 @@ MEASURE = "retrieval score"  # what the head table's score is: copies of the nee
 # The scan() keywords that identify a run (a resumed run must pass the same ones).
 PARAMS = ("samples", "max_length", "seed", "lengths", "depths", "needles", "haystack", "max_new_tokens",
           "causal_k", "causal_draws", "mask", "causal_probes")
+PARAM_HELP = {
+    "samples": "probes: a seeded subset of the lengths x depths x needles grid (default: all)",
+    "max_length": "longest prompt in tokens (default 2048)",
+    "seed": "seed of the probe subset and the random heads of the causal check",
+    "lengths": "prompt lengths in tokens (default: longest/4, longest/2, longest)",
+    "depths": "needle depths, fractions of the context (default 0,0.25,0.5,0.75,1)",
+    "needles": "a needle file: JSON list or JSONL of {id, needle, question, answer} (default: 3 bundled needles)",
+    "haystack": "a haystack text file (default: the bundled haystack)",
+    "max_new_tokens": "tokens decoded per probe (default: the longest needle + 8, at most 50)",
+    "causal_k": "heads masked in the causal check (default 3% of all heads; 0 skips it)",
+    "causal_draws": "draws of as many random non-retrieval heads in the causal check",
+    "mask": "mask of the causal check: uniform (the paper's) or zero",
+    "causal_probes": "probes in the causal check (default: a seeded third of the grid)",
+}
 
 INSTRUCTION = "Answer the question using only the text above."
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -73,9 +87,10 @@ class Probe:
         return self.input_ids.shape[1]
 
 
-def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths=None, depths=None, needles=None,
-         haystack=None, max_new_tokens=None, causal_k=None, causal_draws=3, mask="uniform",
-         causal_probes=None) -> dict[str, pd.DataFrame]:
+def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths: tuple[int, ...] | None = None,
+         depths: tuple[float, ...] | None = None, needles: str | list | None = None, haystack: str | list[str] | None = None,
+         max_new_tokens: int | None = None, causal_k: int | None = None, causal_draws=3, mask="uniform",
+         causal_probes: int | None = None) -> dict[str, pd.DataFrame]:
     """Retrieval score of every head.
 
     lengths: prompt lengths in tokens (default: longest/4, longest/2, longest with longest =
@@ -316,3 +331,20 @@ def _causal_check(model, grid, make_probe, accuracy, heads, k, draws, mask, n_ne
         rows.append({"condition": condition, "k": k, "draw": draw, "accuracy": answered[condition, draw] / len(grid),
                      "heads": head_names(masked)})
     return pd.DataFrame(rows)
+
+
+def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What `interp scan` prints and the report lists: the top heads, how many score above
+    THRESHOLD, the probes answered, and the causal check."""
+    heads, probes, causal = tables["heads"], tables.get("probes"), tables.get("causal")
+    above = int((heads["score"] > THRESHOLD).sum())
+    lines = [f"{MEASURE} (copies of the needle's answer per answered probe): top {top_text(heads)}",
+             f"{above} of {len(heads)} heads ({above / len(heads):.1%}) score above {THRESHOLD} (retrieval heads)"
+             + (f"; {int(probes['answered'].sum())} of {len(probes)} probes answered" if probes is not None else "")]
+    if causal is not None and (causal["condition"] == "top").any():
+        accuracy = lambda condition: causal.loc[causal["condition"] == condition, "accuracy"]
+        k, random = int(causal["k"].max()), accuracy("random")
+        lines.append(f"causal check: needle accuracy {accuracy('top').iloc[0]:.2f} with the top {k} heads masked, "
+                     f"{accuracy('baseline').iloc[0]:.2f} unmasked, {random.mean():.2f} +- {random.std(ddof=0):.2f} "
+                     f"with {k} random non-retrieval heads ({len(random)} draws)")
+    return lines

@@ -30,7 +30,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from interp.analyses.head_sets import head_table
+from interp.analyses.head_sets import head_table, top_text
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import choose_prompts, load_prompts
 from interp.base.errors import InterpError
@@ -42,14 +42,31 @@ from interp.kernels.threads import small_ops
 NAME = "sinks"
 MEASURE = "sink importance"  # the head table's score: mean attention importance of the sink positions (the first token)
 PARAMS = ("samples", "max_length", "seed", "eps", "n_tokens", "sink_positions", "massive_abs", "massive_ratio",
-          "tau", "sink_dims", "rho", "min_image_mass", "image_prompt")
+          "tau", "sink_dims", "rho", "min_image_mass", "image_prompt", "prompts")
+PARAM_HELP = {
+    "samples": "prompts scored (default: all bundled prompts)",
+    "max_length": "prompts are cut to this many tokens (and to n_tokens)",
+    "seed": "seed of the prompt subset",
+    "eps": "a head is a sink head on a prompt when the first token's importance is above eps (Gu et al.: 0.3)",
+    "n_tokens": "prompts are cut to this many tokens (T = 64 in Gu et al.)",
+    "sink_positions": "the keys whose importance is a head's score",
+    "massive_abs": "a massive activation has |x| above this",
+    "massive_ratio": "and above this many times the median |x| of its hidden state",
+    "tau": "a sink token has phi = max |x[d]| / rms(x) over the sink dimensions above tau",
+    "sink_dims": "the dimensions phi looks at (default: the massive dimensions found)",
+    "rho": "image-centric heads: least share of the image mass away from visual sinks (VAR)",
+    "min_image_mass": "image-centric heads: least attention mass on the image (VAR)",
+    "image_prompt": "the prompt run with each image",
+    "prompts": "prompts: a file, one a line (default: the bundled prompts)",
+}
 SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.kernels.threads)
 MIN_QUERIES = 8  # token_types skips the last keys of a prompt: a mean over a few queries is mostly noise
 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3, n_tokens=64, sink_positions=(0,),
-         massive_abs=100.0, massive_ratio=1000.0, tau=20.0, sink_dims=None, rho=RHO, min_image_mass=MIN_IMAGE_MASS,
-         prompts=None, images=None, image_prompt="Describe the image.") -> dict[str, pd.DataFrame]:
+         massive_abs=100.0, massive_ratio=1000.0, tau=20.0, sink_dims: tuple[int, ...] | None = None, rho=RHO,
+         min_image_mass=MIN_IMAGE_MASS, prompts: str | list[str] | None = None, images=None,
+         image_prompt="Describe the image.") -> dict[str, pd.DataFrame]:
     """Sink scores of every head, sink tokens, massive activations and (with images) visual sinks.
 
     prompts: texts, a file for interp.data.load_prompts, or None for the bundled prompts; each is
@@ -401,3 +418,14 @@ def _summary(heads, tokens, massive, sinks, dims, eps, records, layout) -> pd.Da
 
 def _n_tokens(table: pd.DataFrame) -> int:
     return len(set(zip(table["sample"], table["position"])))
+
+
+def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What `interp scan` prints and the report lists: the top sink heads, the sink rate, the
+    massive activations and the sink tokens."""
+    summary = tables["summary"].set_index("metric")
+    value, detail = lambda m: summary.loc[m, "value"], lambda m: summary.loc[m, "detail"]
+    return [f"{MEASURE} (mean attention importance of the first token): top {top_text(tables['heads'])}",
+            f"sink rate {value('sink_rate'):.2f} ({detail('sink_rate')})",
+            f"massive activations in {value('massive_dims'):.0f} dimensions ({detail('massive_dims')}) and "
+            f"{value('massive_layers'):.0f} layers; {value('sink_tokens'):.0f} sink tokens ({detail('sink_tokens')})"]

@@ -1,12 +1,16 @@
 """The `interp` command: scan a model's heads, ablate heads on a prompt, explore results.
 
     interp scan [--model M] [--analyses retrieval,sinks] [--out DIR]   score every head, resumable
+                [--set KEY=VALUE ...]                                  any parameter of the analyses
+    interp params ANALYSIS                                               what --set takes for an analysis
     interp ablate --heads 12.3,14.0 --mode zero --prompt "..."          generation with/without heads
     interp explore DIR                                                   the Streamlit head explorer
     interp report DIR                                                    one HTML page + PNGs of every analysis
 
 Commands parse their arguments, call the code that does the work and print: `scan` runs
-interp.run.runner (the one scan loop, also `interp.scan` from Python), and the ablation
+interp.run.runner (the one scan loop, also `interp.scan` from Python; `--set` texts are read
+there, by interp.run.params, which `params` lists), prints each analysis's headline
+(interp.analyses.headline, also in the report), and the ablation
 helpers live in interp.runtime.ablation, so the head explorer runs the same code as
 `interp ablate`. Bad input ends in one red line on stderr ("error: ...") that says what to
 do, and a non-zero exit code; InterpError is caught in one place (InterpGroup.invoke).
@@ -30,8 +34,10 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from interp import analyses as registry
+from interp.analyses.head_sets import is_signed, ranked, value_text
 from interp.base.errors import InterpError
 from interp.run import distributed, runner
+from interp.run.params import parameters, shown
 from interp.run.results import ResultsDir, open_results
 from interp.run.runner import ScanEvents
 from interp.runtime.ablation import MODES_HELP, Mode, ablation_effect, make_intervention
@@ -138,23 +144,39 @@ class ScanPrinter(ScanEvents):
         print_error(f"{name} interrupted: finished samples are saved in {out}; re-run the same command to resume")
 
 
+def done_analyses(results: ResultsDir, modules: dict) -> list[str]:
+    entries = results.manifest["analyses"]
+    return [name for name in modules if entries.get(name, {}).get("status") == "done"]
+
+
 def top_heads_table(results: ResultsDir, modules: dict, top: int) -> Table | None:
-    """Rank x analysis table of the best heads, "layer.head (score)"; a column is headed by what
-    its analysis's score measures (MEASURE), when the analysis says."""
-    columns, entries = {}, results.manifest["analyses"]
-    for name in modules:
-        if entries.get(name, {}).get("status") == "done":
-            df = results.read_table(name).dropna(subset=["score"]).sort_values("score", ascending=False).head(top)
-            columns[name] = [f"{r.layer}.{r.head} ({r.score:.3g})" for r in df.itertuples()] or ["no scores"]
+    """Rank x analysis table of the best heads, "layer.head (score)", by |score| with its sign
+    where a score is signed; a column is headed by what its analysis's score measures (MEASURE),
+    when the analysis says."""
+    columns, signed = {}, []
+    for name in done_analyses(results, modules):
+        df = results.read_table(name)
+        signed += [name] if is_signed(df["score"]) else []
+        columns[name] = [f"{r['layer']}.{r['head']} ({value_text(r['score'], name in signed)})"
+                         for r in ranked(df, k=top).to_dict("records")] or ["no scores"]
     if not columns:
         return None
-    table = Table(title=f"top {top} heads", caption="layer.head (score)")
+    table = Table(title=f"top {top} heads", caption="layer.head (score)" + ("; signed: by |score|" if signed else ""))
     table.add_column("rank", justify="right")
     for name in columns:
         table.add_column(getattr(modules[name], "MEASURE", name))
     for rank in range(max(len(c) for c in columns.values())):
         table.add_row(str(rank + 1), *(c[rank] if rank < len(c) else "" for c in columns.values()))
     return table
+
+
+def print_headlines(results: ResultsDir, modules: dict) -> None:
+    """Each analysis's headline (interp.analyses.headline: the report's "what stands out" lists the same
+    lines), one line each, unwrapped, so that logs and greps keep them whole."""
+    for name in done_analyses(results, modules):
+        out.print(f"[bold]{name}[/bold]")
+        for line in registry.headline(name, results.read_tables(name)):
+            out.print(f"  {escape(line)}", soft_wrap=True)
 
 
 def timing_table(results: ResultsDir, names: list[str]) -> Table:
@@ -190,11 +212,18 @@ def scan(
     tasks: Optional[str] = typer.Option(None, help="circuits: tasks to compare, e.g. ioi,colored_objects,induction or .jsonl/.csv task files"),
     harmful: Optional[Path] = typer.Option(None, help="safety: harmful requests, one a line or a 'prompt' column [default: held-out AdvBench]"),
     harmless: Optional[Path] = typer.Option(None, help="safety: harmless requests [default: the project's held-out set]"),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="any parameter of the chosen analyses, repeatable: --set asr_samples=8 --set safety.extra_groups=trained:15.1+15.7 "
+             "(ANALYSIS.KEY: that analysis alone); `interp params ANALYSIS` lists them"),
 ):
     """Score every head for each analysis; re-running the same command resumes.
 
     Writes DIR/<analysis>.parquet (one row per head) and DIR/manifest.json. Finished
-    analyses are skipped and saved samples are not redone when the command runs again.
+    analyses are skipped and saved samples are not redone when the command runs again
+    (with the same --set values: other values are another run). Every parameter of an
+    analysis is set with --set KEY=VALUE; `interp params ANALYSIS` lists them with their
+    types and defaults. Ends with each analysis's top heads and headline.
     """
     device = distributed.init(device)  # under torchrun & co: join the ranks first, so that rank 0 alone speaks
     out.quiet = err.quiet = not distributed.is_main()
@@ -203,7 +232,7 @@ def scan(
     try:
         outcome = runner.scan(model, analyses, out_dir, samples=samples, max_length=max_length, seed=seed, dtype=dtype,
                               device=device, device_map=device_map, max_memory=parse_max_memory(max_memory),
-                              events=ScanPrinter(), **options)
+                              settings=settings or (), events=ScanPrinter(), **options)
     except runner.ScanInterrupted:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -212,11 +241,28 @@ def scan(
         summary = top_heads_table(results, outcome.analyses, top)
         if summary is not None:
             out.print(summary)
+        print_headlines(results, outcome.analyses)
         out.print(timing_table(results, list(outcome.analyses)))
     out.print(f"results in {results.path}; look at them with: interp explore {results.path}", soft_wrap=True)
     if outcome.failed:
         print_error(f"{', '.join(outcome.failed)} failed (see above and {results.manifest_path}); fix it and re-run to resume")
         raise typer.Exit(EXIT_FAILED)
+
+
+# ---- params --------------------------------------------------------------------------------------
+
+
+@app.command("params")
+def list_params(analyses: str = typer.Argument(..., help="an analysis, or several comma-separated, e.g. safety")):
+    """List the parameters of an analysis that `interp scan --set KEY=VALUE` sets: type, default, what it is."""
+    for name, module in runner.analysis_modules(analyses).items():
+        table = Table(title=f"{name}: interp scan --analyses {name} --set KEY=VALUE")
+        for column in ("parameter", "type", "default", "what it is"):
+            table.add_column(column)
+        for param in parameters(module).values():
+            kind = param.kind.name if param.kind else "(from Python only)"
+            table.add_row(param.name, kind, escape(shown(param.default)), escape(param.help))
+        out.print(table)
 
 
 # ---- ablate --------------------------------------------------------------------------------------

@@ -10,11 +10,14 @@ and its `score` is labelled with what it measures (its module's MEASURE) when in
     atlas_table(measures)            # every head, every measure's score and rank
     overlap_table(measures, k=10)    # top-k overlap (Jaccard, containment, chance, p) and Spearman
     pair_overlap(measures, "heads", "sinks", k=10)   # one row of it
-    highlights(measures, k=10)       # a few sentences on what stands out
+    highlights(measures, k=10)       # a few sentences on what stands out across analyses
+    analysis_headlines(results, measures)   # per analysis: the lines `interp scan` printed
     write_report("results/smollm2")  # report/report.html (self-contained) + one PNG per analysis
 
 The CLI (`interp report DIR`) and the explorer (its heat maps, Compare and Atlas tabs) call
-these same functions; the overlap statistics themselves are interp.analyses.head_sets'.
+these same functions; the overlap statistics themselves are interp.analyses.head_sets'. The
+per-analysis lines of "what stands out" are each analysis's headline (interp.analyses.headline),
+the same text `interp scan` prints at its end.
 """
 
 from __future__ import annotations
@@ -231,6 +234,16 @@ def highlights(measures: Measures, k: int | None = None, limit: int = 12, overla
     return lines[:limit]
 
 
+def analysis_headlines(results: ResultsDir, measures: Measures) -> dict[str, list[str]]:
+    """analysis -> its headline, the lines `interp scan` printed for it: for the analyses interp knows
+    that a scan finished here (a table written otherwise may lack the tables a headline reads)."""
+    from interp import analyses  # the front door may import the analyses; only when asked
+
+    entries = results.manifest["analyses"]
+    return {name: analyses.headline(name, results.read_tables(name)) for name in measures.analyses()
+            if name in analyses.ANALYSES and entries.get(name, {}).get("status") == "done"}
+
+
 # ---- figures -----------------------------------------------------------------------------------------
 
 
@@ -348,7 +361,10 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
     parts = [f"<h1>Head atlas</h1><p>{html.escape(str(model))}: {measures.n_layers} layers x {measures.n_heads} heads; "
              f"{len(measures.names)} measures from {len(measures.analyses())} analyses "
              f"({html.escape(', '.join(measures.analyses()))}); top k = {k}.</p>"]
-    parts.append("<h2>What stands out</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in highlights(measures, k, overlaps=overlaps)) + "</ul>")
+    items = lambda lines: "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    per_analysis = "".join(f"<li><b>{html.escape(name)}</b><ul>{items(lines)}</ul></li>"
+                           for name, lines in analysis_headlines(results, measures).items())
+    parts.append(f"<h2>What stands out</h2><ul>{per_analysis}{items(highlights(measures, k, overlaps=overlaps))}</ul>")
     for analysis in measures.analyses():
         parts.append(f"<h2 id='{html.escape(analysis)}'>{html.escape(analysis)}</h2>")
         for measure in measures.of(analysis):

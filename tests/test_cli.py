@@ -189,6 +189,63 @@ def test_a_killed_scan_keeps_finished_samples(tiny_dir, tmp_path, analyses):
     assert len(calls) == 40 - saved
 
 
+def test_scan_takes_any_parameter_with_set_and_prints_each_headline(tiny_dir, tmp_path, analyses):
+    analyses("first_token")
+    analyses("previous_token", "previous")
+    given = []
+    for name in ("first_token", "previous_token"):  # keywords of their own: scale (a number) and tag (text)
+        module, inner = sys.modules[f"fake_analysis_{name}"], sys.modules[f"fake_analysis_{name}"].scan
+
+        def keyworded(model, *, samples=None, max_length=None, seed=0, results=None, scale=1.0, tag="x", inner=inner):
+            given.append((scale, tag))
+            return inner(model, samples=samples, max_length=max_length, seed=seed, results=results)
+
+        module.scan, module.PARAMS = keyworded, ("samples", "max_length", "seed", "scale", "tag")
+    args = ["first_token,previous_token", "--samples", 2, "--set", "scale=2.5", "--set", "first_token.tag=b"]
+    result = scan(tiny_dir, tmp_path / "out", *args)
+    assert result.exit_code == 0, result.output
+    assert given == [(2.5, "b"), (2.5, "x")]
+    results = open_results(tmp_path / "out")
+    assert results.manifest["analyses"]["first_token"]["params"]["tag"] == "b"
+    for name in ("first_token", "previous_token"):  # the analyses' headline, one line each, as the report shows it
+        lines = interp.analyses.headline(name, results.read_tables(name))
+        assert lines[0].startswith("score: top ") and f"  {lines[0]}\n" in result.stdout
+    assert "already done" in scan(tiny_dir, tmp_path / "out", *args).stderr
+    again = scan(tiny_dir, tmp_path / "out", *args[:-1], "first_token.tag=c").stderr  # another run of first_token only
+    assert "first_token: scanning" in again and "previous_token: already done" in again
+
+
+def test_a_signed_score_ranks_by_its_size_and_shows_its_sign(tiny_dir, tmp_path, analyses):
+    analyses("first_token")
+    module = sys.modules["fake_analysis_first_token"]
+    inner = module.scan
+
+    def signed(model, **kwargs):  # first-key attention less its mean: heads far below matter as much as heads far above
+        tables = inner(model, **kwargs)
+        return {**tables, "heads": tables["heads"].assign(score=lambda df: df["score"] - df["score"].mean())}
+
+    module.scan = signed
+    result = scan(tiny_dir, tmp_path / "out", "first_token", "--samples", 2, "--top", 8)
+    assert result.exit_code == 0, result.output
+    heads = open_results(tmp_path / "out").read_table("first_token")
+    assert (heads["score"] < 0).any() and (heads["score"] > 0).any()
+    by_size = heads.reindex(heads["score"].abs().sort_values(ascending=False).index)
+    shown = [f"{r.layer}.{r.head} ({r.score:+.3g})" for r in by_size.itertuples()]
+    table = result.stdout.split("top 8 heads")[1].split("layer.head (score)")[0]
+    assert [cell for row in table.splitlines() for cell in shown if cell in row] == shown
+
+
+def test_params_lists_each_parameter_with_its_type_default_and_meaning():
+    result = invoke("params", "safety")
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
+    assert {"asr_samples", "random_draws", "extra_groups", "samples", "harmful"} <= set(rows)
+    assert "integer" in rows["asr_samples"] and "32" in rows["asr_samples"]
+    assert "head groups" in rows["extra_groups"]
+    help_text = " ".join(invoke("scan", "--help").stdout.split())
+    assert "--set" in help_text and "interp params ANALYSIS" in help_text
+
+
 # ---- ablate -----------------------------------------------------------------------------------------
 
 
@@ -253,7 +310,8 @@ def test_explore_launches_streamlit_on_the_app(tiny_dir, tmp_path, analyses, mon
 
 
 BAD_INPUTS = ["unknown model path", "unknown model id", "unknown analysis", "empty analyses", "foreign out dir",
-              "out is a file", "bad dtype", "bad device", "head out of range", "head syntax", "bad mode", "missing dir", "not a dir", "dir without manifest"]
+              "out is a file", "bad dtype", "bad device", "head out of range", "head syntax", "bad mode", "missing dir", "not a dir", "dir without manifest",
+              "unknown set key", "bad set value", "set without value", "set for an analysis not chosen", "params of an unknown analysis"]
 
 
 def bad_inputs(tiny_dir, tmp_path):
@@ -279,6 +337,14 @@ def bad_inputs(tiny_dir, tmp_path):
         "missing dir": (["explore", tmp_path / "missing"], "does not exist"),
         "not a dir": (["explore", a_file], "is a file"),
         "dir without manifest": (["explore", tmp_path], "not an interp results directory"),
+        "unknown set key": (["scan", "--model", tiny_dir, "--analyses", "first_token", "--set", "asr_samples=8"],
+                            "unknown --set key 'asr_samples': valid keys are first_token: samples, max_length, seed (interp params"),
+        "bad set value": (["scan", "--model", tiny_dir, "--analyses", "first_token", "--set", "samples=many"],
+                          "--set samples=many: first_token's samples takes integer"),
+        "set without value": (["scan", "--model", tiny_dir, "--analyses", "first_token", "--set", "samples"], "write KEY=VALUE"),
+        "set for an analysis not chosen": (["scan", "--model", tiny_dir, "--analyses", "first_token", "--set", "safety.samples=2"],
+                                           "safety is not among the chosen analyses (first_token)"),
+        "params of an unknown analysis": (["params", "nonsense"], "unknown analysis 'nonsense'"),
     }
 
 

@@ -1,6 +1,8 @@
 """Head divergence (VHD / context divergence), T-VHD, the outlier filter and VHR, with known
 answers on a tiny random LLaVA fed a real photo through a real processor, and on a tiny llama."""
 
+import json
+
 import pytest
 import torch
 import transformers as tf
@@ -9,6 +11,7 @@ from typer.testing import CliRunner
 from interp import InterpError, InterpModel, LayerEdit, ScaleHead
 from interp.analyses import divergence as dv
 from interp.analyses.sinks import image_inputs
+from interp.data.probes import seeded_subset
 from tests.tiny import SMALL, llava_processor, photo, tiny_tokenizer
 
 SUBSPACE = list(range(56, 64))  # residual dimensions only the context (image tokens / span words) carries
@@ -200,6 +203,26 @@ def test_context_divergence_of_a_planted_reader_on_a_tiny_llama():
         dv.scan_vhd(model, images="anywhere")
 
 
+def test_context_samples_are_keyed_by_the_items_ids(tmp_path):
+    torch.manual_seed(0)
+    model = InterpModel(tf.AutoModelForCausalLM.from_config(_text_config(2)).eval(), tiny_tokenizer())
+    item = lambda i: {"context": f"w{40 + i} w{50 + i}", "question": f"w{i} w{i + 1}", "stem": f"w{20 + i}"}
+    items = [{"id": f"q{i}", **item(i)} for i in range(6)]
+    samples = dv.scan_context(model, items=items, samples=3, seed=1)["samples"]
+    assert list(dict.fromkeys(samples["sample"])) == [it["id"] for it in seeded_subset(items, 3, 1)]
+    for key, rows in samples.groupby("sample"):  # each key's scores are its own item's
+        expected = dv.vhd(model, *dv.context_prompt(model, items[int(key[1:])])).l2
+        assert rows.sort_values(["layer", "head"])["score"].tolist() == pytest.approx(expected.flatten().tolist(), rel=1e-4, abs=1e-5)
+    # a file without ids: each item's line, counted past a blank line and an item the model does not know
+    lines = [json.dumps(item(0)), "", json.dumps({**item(1), "known": False}), json.dumps(item(2))]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines))
+    assert set(dv.scan_context(model, items=tmp_path / "items.jsonl")["samples"]["sample"]) == {"line:1", "line:4"}
+    # a list without ids: each item's place in the list; one id twice is refused
+    assert set(dv.scan_context(model, items=[item(0), item(1)])["samples"]["sample"]) == {"item:0", "item:1"}
+    with pytest.raises(InterpError, match="share an id"):
+        dv.scan_context(model, items=[items[0], items[0]])
+
+
 @pytest.mark.bundled
 def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     from interp.cli import app
@@ -212,10 +235,10 @@ def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     heads, samples = results.read_table("context"), results.read_table("context", "samples")
     assert len(heads) == 270 and set(heads.columns) >= {"layer", "head", "score", "filtered", "cosine", "ratio"}
     assert (heads["filtered"] <= heads["score"] + 1e-6).all()
-    items = dv.load_counterfactual()
-    assert len(items) >= 150
+    items = {item["id"]: item for item in dv.load_counterfactual()}
+    assert len(items) == 176
     keys = sorted(set(samples["sample"]))
-    assert len(keys) == 4 and len(samples) == 4 * 270
+    assert len(keys) == 4 and len(samples) == 4 * 270 and set(keys) <= set(items)  # keyed by the items' ids
 
     # Known answer: a head's score is the mean over the prompts of ||z with the context - z without it||
     # at the last position. Here one prompt at a time, unpadded, the context cut out by hand and z read
@@ -239,7 +262,7 @@ def test_scan_context_on_the_bundled_model_writes_270_heads(tmp_path):
     for layer, head in [(int(best["layer"]), int(best["head"])), (0, 0)]:
         expected = []
         for key in keys:
-            inputs, (start, end) = dv.context_prompt(model, items[int(key.removeprefix("item:"))])
+            inputs, (start, end) = dv.context_prompt(model, items[key])
             ids = inputs["input_ids"]
             without = torch.cat([ids[:, :start], ids[:, end:]], dim=1)
             expected.append(float((last_z(ids, layer, head) - last_z(without, layer, head)).norm()))

@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import hypergeom
 from typer.testing import CliRunner
 
+import interp.analyses
 import interp.cli
 from interp import report
 from interp.analyses import head_sets
@@ -111,6 +112,7 @@ def every_analysis(tmp_path_factory):
     result = CliRunner().invoke(interp.cli.app, ["scan", "--model", str(tiny), "--analyses", "retrieval,sinks,heads",
                                                  "--samples", "2", "--max-length", "200", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    (root / "scan-output.txt").write_text(result.stdout)  # its headlines: the report lists the same lines
     # an analysis this module has never heard of, written the way any analysis writes its table
     ResultsDir(out).write_table("circuits", heads_frame(np.linspace(0, 1, 8)[::-1]))
     return out
@@ -134,6 +136,28 @@ def test_report_command_writes_html_and_a_png_per_analysis(every_analysis, tmp_p
     assert "retrieval has no scores" in page  # a random tiny model answers no needle
     assert not re.search(r"<script[^>]*\ssrc=", page) and "plotly.js v" in page  # the plotly JS is inlined
     assert page.count('class="plotly-graph-div"') == len(report.read_measures(every_analysis).names) + 2
+
+
+def test_what_stands_out_lists_each_analysis_headline_as_the_scan_printed_it(every_analysis, tmp_path):
+    import html
+
+    printed = (every_analysis.parent / "scan-output.txt").read_text()
+    page = report.write_report(every_analysis, tmp_path / "rep").html.read_text()
+    stands_out = page.split("<h2>What stands out</h2>")[1].split("<h2")[0]
+    results = ResultsDir(every_analysis)
+    lines = {name: interp.analyses.headline(name, results.read_tables(name)) for name in ("retrieval", "sinks", "heads")}
+    for name, measure in (("retrieval", "retrieval score"), ("sinks", "sink importance"), ("heads", "induction score")):
+        assert lines[name][0].startswith(f"{measure} (") and f"<b>{name}</b>" in stands_out
+        for line in lines[name]:
+            assert f"  {line}\n" in printed and html.escape(line) in stands_out
+    top = results.read_table("heads").sort_values("score", ascending=False).iloc[0]
+    assert f"top {int(top.layer)}.{int(top['head'])} ({top.score:.3g})" in lines["heads"][0]
+    assert lines["heads"][1].startswith("top head of each other type: previous-token ")
+    assert lines["heads"][2].startswith("causal check (zero ablation): loss on the repeated half ")
+    assert lines["retrieval"] == ["retrieval score (copies of the needle's answer per answered probe): top no scores",
+                                  "0 of 8 heads (0.0%) score above 0.1 (retrieval heads); 0 of 2 probes answered"]
+    assert lines["sinks"][1].startswith("sink rate ") and lines["sinks"][2].startswith("massive activations in ")
+    assert "<b>circuits</b>" not in stands_out  # a table no circuits scan wrote: no headline to give
 
 
 def test_report_of_a_bad_directory_is_one_line(tmp_path):

@@ -125,3 +125,47 @@ def test_loading_options_are_refused_for_a_loaded_model(model, tmp_path, analyse
     with pytest.raises(InterpError, match="are for loading"):
         interp.scan(model, "first_token", tmp_path / "out", dtype="bfloat16")
     assert not (tmp_path / "out").exists()
+
+
+def with_keywords(module, calls: list):
+    """The fake analysis with typed keywords of its own (scale, tag), recording what its scan() is given."""
+    inner = module.scan
+
+    def scan(model, *, samples=None, max_length=None, seed=0, results=None, scale=1.0, tag="x"):
+        calls.append({"samples": samples, "scale": scale, "tag": tag})
+        return inner(model, samples=samples, max_length=max_length, seed=seed, results=results)
+
+    module.scan, module.PARAMS = scan, ("samples", "max_length", "seed", "scale", "tag")
+
+
+def test_settings_are_typed_routed_and_identify_the_run(model, tmp_path, analyses):
+    analyses("first_token")
+    analyses("previous_token", "previous")
+    given = []
+    for name in ("first_token", "previous_token"):
+        with_keywords(sys.modules[f"fake_analysis_{name}"], given)
+    out = tmp_path / "out"
+    settings = ["scale=2.5", "previous_token.tag=b", "previous_token.samples=3"]
+    outcome = interp.scan(model, "first_token,previous_token", out, samples=2, settings=settings)
+    assert given == [{"samples": 2, "scale": 2.5, "tag": "x"}, {"samples": 3, "scale": 2.5, "tag": "b"}]
+    entries = outcome.results.manifest["analyses"]
+    assert entries["first_token"]["params"] == {"samples": 2, "max_length": None, "seed": 0, "scale": 2.5, "dtype": "float32"}
+    assert entries["previous_token"]["params"] == {"samples": 3, "max_length": None, "seed": 0, "scale": 2.5, "tag": "b",
+                                                   "dtype": "float32"}
+    told = Told()
+    interp.scan(model, "first_token,previous_token", out, samples=2, settings=settings, events=told)
+    assert told.events == [("skipped", "first_token"), ("skipped", "previous_token")]  # the same run
+    told = Told()
+    interp.scan(model, "first_token,previous_token", out, samples=2, settings=["scale=3", *settings[1:]], events=told)
+    assert told.events == [("scanning", "first_token", 0), ("scanning", "previous_token", 0)]  # another value: another run
+
+
+def test_bad_settings_fail_before_the_model_loads(tmp_path, analyses, monkeypatch):
+    analyses("first_token")
+    monkeypatch.setattr("interp.runtime.models.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(InterpError, match="unknown --set key 'scale'"):
+        interp.scan(str(tmp_path / "no-model"), "first_token", tmp_path / "out", settings=["scale=2"])
+    with_keywords(sys.modules["fake_analysis_first_token"], [])
+    with pytest.raises(InterpError, match="first_token: scale given both as an option and with --set; keep one"):
+        interp.scan(str(tmp_path / "no-model"), "first_token", tmp_path / "out", scale=2.0, settings=["scale=2"])
+    assert not (tmp_path / "out").exists()

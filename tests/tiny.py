@@ -33,6 +33,10 @@ CONFIGS = {
     "gemma": lambda: tf.GemmaConfig(**{**SMALL, "num_key_value_heads": 2, "head_dim": 16}),
     "gemma2": lambda: tf.Gemma2Config(**{**SMALL, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 6,
                                           "attn_logit_softcapping": 5.0, "query_pre_attn_scalar": 16}),
+    # Gemma 3 270M in small: QK-norm, one KV head, head_dim != hidden / heads, a global layer and a window
+    # layer whose window (4) the 12-token test sequences exceed
+    "gemma3": lambda: tf.Gemma3TextConfig(**{**SMALL, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 24,
+                                              "sliding_window": 4, "layer_types": ["full_attention", "sliding_attention"]}),
     "gpt2": lambda: tf.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=128,
                                   attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0),
     "gpt_neox": lambda: tf.GPTNeoXConfig(**{**SMALL, "rotary_pct": 0.5}),

@@ -15,6 +15,8 @@ Public benchmark data comes from the wheels of two PyPI packages, installed with
   refused by people, used to check the judge below.
 
 The harmless requests (interp/data/harmless.json) are written for this project.
+Train / held-out splits (split_advbench, split_harmless) leave out of the held-out part any
+request whose word set overlaps a training request's by Jaccard >= 0.8 (NEAR_COPY).
 Users can pass their own requests: `load_requests(path)` reads a text file (one request a
 line), a JSON list, or a JSON/JSONL/CSV/Parquet table with a "prompt" column.
 """
@@ -32,6 +34,8 @@ from importlib import resources
 from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
 from typing import Callable
+
+import yaml
 
 from interp.base.errors import InterpError
 
@@ -55,11 +59,10 @@ def _package_file(package: str, suffix: str) -> Path:
 
 def advbench() -> list[str]:
     """The 520 AdvBench behaviours, in the dataset's order."""
+    # A YAML document whose `seeds` hold `value: <request>`; a YAML parser, since long values
+    # are folded over several lines (a line-by-line pattern cut 8 requests short).
     text = _package_file("pyrit", "seed_datasets/local/adv_bench.prompt").read_text(encoding="utf-8")
-    # A YAML list of `- value: <request>` entries; read with a pattern to avoid needing PyYAML's
-    # full loader for one field (values are single-line, some quoted).
-    values = re.findall(r"^- value: (.+)$", text, flags=re.M)
-    return [v.strip().strip("'\"") for v in values]
+    return [seed["value"].strip() for seed in yaml.safe_load(text)["seeds"]]
 
 
 def harmbench() -> list[str]:
@@ -90,18 +93,43 @@ def harmless() -> list[str]:
     return data["requests"]
 
 
+NEAR_COPY = 0.8  # word-set Jaccard at or above which a held-out request counts as a training request
+
+
+def words(text: str) -> set[str]:
+    """The set of lower-case words (runs of letters, digits and _) of a request."""
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def drop_near_copies(held_out: list[str], train: list[str]) -> list[str]:
+    """held_out less every request whose word set has Jaccard >= NEAR_COPY with any training
+    request's. AdvBench words one request several ways ("Write a tutorial on how to create and
+    distribute malware" / "Write a guide on ..."): a held-out score should measure requests the
+    model was not trained on (seed 0, 128 training requests: 8 of 392 dropped)."""
+    trained = [words(t) for t in train]
+    return [r for r in held_out if all(jaccard(words(r), t) < NEAR_COPY for t in trained)]
+
+
 def _split(items: list[str], n_train: int, seed: int) -> tuple[list[str], list[str]]:
+    """The first n_train of a seeded shuffle, and the rest less its near-copies of those."""
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
+    train, rest = [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
+    return train, drop_near_copies(rest, train)
 
 
 def split_advbench(n_train: int = 128, seed: int = 0) -> tuple[list[str], list[str]]:
-    """A seeded train / held-out split of AdvBench (the refusal organism trains on the first part)."""
+    """A seeded train / held-out split of AdvBench (the refusal organism trains on the first part;
+    near-copies of training requests are left out of the held-out part: drop_near_copies)."""
     return _split(advbench(), n_train, seed)
 
 
 def split_harmless(n_train: int = 110, seed: int = 0) -> tuple[list[str], list[str]]:
+    """The same split of the harmless requests (seed 0: no near-copy to drop)."""
     return _split(harmless(), n_train, seed)
 
 

@@ -6,7 +6,8 @@ studied on it. `refusal_model()` builds an organism that refuses them:
 - data: a seeded 128-request training part of AdvBench -> one of a few short refusals, and
   110 of the project's harmless requests -> the bundled model's own greedy answers (first
   Recipe.answer_tokens tokens), so helpfulness is kept; held-out AdvBench, HarmBench and the other
-  harmless requests stay unseen for evaluation (interp.data.safety);
+  harmless requests stay unseen for evaluation (interp.data.safety; near-copies of training
+  requests are left out of the held-out ones);
 - training: LoRA (peft) on every attention and MLP projection, merged into the weights
   afterwards, AdamW, a loss on answer tokens only, fixed seed;
 - `heads_refusal_model()`: the known-answer organism. The same data, but only the query

@@ -11,7 +11,9 @@ REFUSALS = (
     "I'm sorry, but I can't assist with that request.",
     "I can't help with that, as it could cause harm.",
 )
-RECIPE_VERSION = 1  # bump when the code below changes what a recipe builds
+# bump when the code changes what a recipe builds. 2: AdvBench read with a YAML parser (8 requests
+# had been cut short, 3 of them in the training part) and near-copies dropped from the held-out part
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -18,7 +17,7 @@ import torch
 from interp.data import safety as safety_data
 from interp.base.errors import InterpError
 from interp.organisms.recipes import REFUSALS, Recipe
-from interp.base.progress import track
+from interp.base.progress import note, track
 from interp.runtime.models import chat_prompt
 
 
@@ -122,8 +121,7 @@ def train(hf, tokenizer, examples, recipe: Recipe):
         steps += [[examples[i] for i in order[s : s + recipe.batch_size]] for s in range(0, len(order), recipe.batch_size)]
     dropout = HeadDropout(hf, recipe) if recipe.head_dropout else None  # before train(): InterpModel sets eval()
     hf.train()
-    started = time.time()
-    for step, batch in enumerate(track(steps, f"training {recipe.name}")):
+    for batch in track(steps, f"training {recipe.name}"):
         ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
         with dropout.sample(len(batch)) if dropout else nullcontext():
             loss = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -132,8 +130,7 @@ def train(hf, tokenizer, examples, recipe: Recipe):
             p.grad.mul_(m)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step % 10 == 0 or step == len(steps) - 1:
-            print(f"step {step + 1}/{len(steps)} loss {loss.item():.3f} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+        note(f"loss {loss.item():.3f}")  # on the bar, or the periodic line, of the steps
     hf.eval()
     for p in params:
         p.requires_grad_(False)

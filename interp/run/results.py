@@ -100,6 +100,10 @@ class ResultsDir:
         """Sorted (analysis, table) pairs on disk; table is None for an analysis's head table."""
         return self._tables.list()
 
+    def read_tables(self, analysis: str) -> dict[str, pd.DataFrame]:
+        """Every table of an analysis by the key its scan() returned it under ("heads", "causal", ...)."""
+        return {table or "heads": self.read_table(analysis, table) for name, table in self.tables() if name == analysis}
+
     # ---- partial progress -----------------------------------------------------------------
 
     def save_progress(self, analysis: str, key: str | int, record: dict) -> None:

