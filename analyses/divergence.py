@@ -161,7 +161,7 @@ def divergence(model, items: list[tuple[dict, object]]) -> Divergence:
     """Divergence of B (inputs, span) pairs in one forward of 2B rows: [B, layer, head]."""
     batch = pair_batch(model, items)
     with model.capture(z=True, positions="last") as cap:
-        model.hf(**batch)
+        model.base_forward(batch)  # only z is read: no [tokens, vocab] logits
     z = cap.z[:, :, :, -1]  # [2B, L, H, d]
     return measures(z[: len(items)], z[len(items):])
 
@@ -192,7 +192,7 @@ def t_vhd(model, inputs: dict, new_ids: torch.Tensor, context_span=None, k: int 
     batch = pad_batch(model, [full, without_span(model, full, positions)])
     width, n_new = batch["input_ids"].shape[1], new_ids.shape[1]
     with model.capture(z=True, positions=slice(width - n_new - 1, width - 1)) as cap:
-        model.hf(**batch)
+        model.base_forward(batch)
     z = cap.z.permute(0, 3, 1, 2, 4)  # [2, T, L, H, d]
     d = measures(z[0], z[1])
     scores = d.filtered if filtered else d.l2  # [T, L, H]

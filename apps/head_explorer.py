@@ -266,14 +266,14 @@ def attention_figure(model, layer: int, head: int, prompt: str) -> go.Figure:
     ids = inputs["input_ids"][0]
     if len(ids) <= TOKEN_LEVEL_LIMIT:
         with model.capture(pattern=True, layers=[layer], heads=[head]) as cap:
-            model(inputs)
+            model.base_forward(inputs)  # the pattern only: no [tokens, vocab] logits
         labels = token_labels(model, ids)
         fig = px.imshow(cap.pattern[0, 0, 0].float().numpy(), x=labels, y=labels, color_continuous_scale="Viridis",
                         labels=dict(x="key", y="query", color="attention"), aspect="auto")
         title = f"head {layer}.{head}: attention of every token ({len(ids)} tokens)"
     else:
         with model.capture(stats=StatsRequest(pooled=POOLED_BINS), layers=[layer], heads=[head]) as cap:
-            model(inputs)
+            model.base_forward(inputs)  # the pattern only: no [tokens, vocab] logits
         pooled = cap.pooled[0, 0, 0].float()
         pooled = pooled / pooled.sum(-1, keepdim=True).clamp_min(1e-30)  # summed -> mean over the queries of a bin
         fig = px.imshow(pooled.numpy(), color_continuous_scale="Viridis", aspect="auto",
@@ -393,11 +393,14 @@ def circuits_panel(found: dict, overlap: pd.DataFrame | None, layout: dict, sele
 # ---- atlas: every analysis in one view (the same functions as `interp report`) ------------------------
 
 
-def atlas_panel(measures: report.Measures) -> None:
-    """What interp.report writes to HTML: what stands out, the top-k overlaps and rank
-    correlations of every pair of measures, and the atlas of every head."""
+def atlas_panel(measures: report.Measures, results: ResultsDir) -> None:
+    """What interp.report writes to HTML: what stands out (each analysis's headline, then what
+    the measures share), the top-k overlaps and rank correlations of every pair of measures,
+    and the atlas of every head."""
     k = int(st.number_input("Top k heads per measure", 1, measures.n, report.default_k(measures), key="atlas_k"))
     overlaps = report.overlap_table(measures, k)
+    for name, lines in report.analysis_headlines(results, measures).items():
+        st.markdown(f"**{name}**\n" + "\n".join(f"- {line}" for line in lines))
     st.markdown("\n".join(f"- {line}" for line in report.highlights(measures, k, overlaps=overlaps)) or "Nothing stands out.")
     if len(measures.names) > 1:
         st.caption(report.chance_note(measures, k))
@@ -444,7 +447,7 @@ def main() -> None:
     with ablate_tab:
         ablation_panel(layer, head, n_layers, n_heads, manifest)
     with atlas_tab:
-        atlas_panel(measures)
+        atlas_panel(measures, results)
     if found:
         with circuits_tab[0]:
             circuits_panel(found, overlap, {"n_layers": n_layers, "n_heads": n_heads}, (layer, head))

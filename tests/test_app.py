@@ -180,6 +180,14 @@ def test_results_of_the_real_analyses(tmp_path, monkeypatch):
     assert heatmap["data"][0]["colorbar"]["title"]["text"] == "sink importance"
     at.number_input(key="compare_k").set_value(3).run()
     assert not at.exception and any("heads are in the top 3 of both" in m.value for m in at.markdown)
+    # the Atlas tab starts with each analysis's headline, the lines `interp scan` printed
+    from interp import analyses
+    from interp.run.results import open_results
+
+    shown = "\n".join(m.value for m in at.markdown)
+    for name in ("retrieval", "sinks"):
+        lines = analyses.headline(name, open_results(tmp_path / "out").read_tables(name))
+        assert lines and f"**{name}**\n" + "\n".join(f"- {line}" for line in lines) in shown
 
 
 # ---- the Atlas tab: the same functions as `interp report` -----------------------------------------------
