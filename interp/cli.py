@@ -185,9 +185,9 @@ def timing_table(results: ResultsDir, names: list[str]) -> Table:
     table.add_column("analysis")
     table.add_column("status")
     table.add_column("wall time", justify="right")
-    total = 0.0
+    total, entries = 0.0, results.manifest["analyses"]  # the manifest is read from disk on each access
     for name in names:
-        entry = results.manifest["analyses"].get(name, {})
+        entry = entries.get(name, {})
         seconds = entry.get("seconds")
         total += seconds or 0.0
         table.add_row(name, str(entry.get("status")), "-" if seconds is None else f"{seconds / 60:.1f} min ({seconds:.0f} s)")

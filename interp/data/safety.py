@@ -111,7 +111,8 @@ def drop_near_copies(held_out: list[str], train: list[str]) -> list[str]:
     distribute malware" / "Write a guide on ..."): a held-out score should measure requests the
     model was not trained on (seed 0, 128 training requests: 8 of 392 dropped)."""
     trained = [words(t) for t in train]
-    return [r for r in held_out if all(jaccard(words(r), t) < NEAR_COPY for t in trained)]
+    held = [(r, words(r)) for r in held_out]  # each request's words once, not once per training request
+    return [r for r, w in held if all(jaccard(w, t) < NEAR_COPY for t in trained)]
 
 
 def _split(items: list[str], n_train: int, seed: int) -> tuple[list[str], list[str]]:

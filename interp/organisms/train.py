@@ -162,7 +162,7 @@ class HeadDropout:
             uniform = [h for h in drawn if self.rng.random() < 0.5]
             zero = [h for h in drawn if h not in uniform]
             ivs += [head_ablation("zero", zero, rows=[row])] if zero else []
-            ivs += [head_ablation("uniform", uniform, rows=[row], eps=1e-5)] if uniform else []
+            ivs += [head_ablation("uniform", uniform, rows=[row])] if uniform else []
         return self.model.intervene(*ivs)
 
 

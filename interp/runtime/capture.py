@@ -35,10 +35,10 @@ from interp.kernels import StatsRequest
 # Statistics with one value per query can be joined over steps; the others cannot.
 PER_QUERY = {"z", "resid", "lse", "argmax", "argmax_prob", "entropy", "span_mass", "match_mass", "positions", "resid_pre"}
 TL_ALIASES = {"hook_z": "z", "hook_pattern": "pattern", "hook_result": "resid"}
-PER_LAYER = {"resid_pre"}
+PER_LAYER = {"resid_pre"}  # one value per layer, not per head: [batch, pos, ...] per layer and step
 # what a StatsRequest can ask for (interp.kernels): each is an attribute of a Capture too
 STATISTICS = ("lse", "argmax", "argmax_prob", "entropy", "span_mass", "match_mass", "pooled", "key_mass")
-READABLE = ("z", "resid", "pattern", "resid_pre", *STATISTICS)  # cap.<name>  # one value per layer, not per head: [batch, pos, ...] per layer and step
+READABLE = ("z", "resid", "pattern", "resid_pre", *STATISTICS)  # cap.<name>
 
 
 @dataclass

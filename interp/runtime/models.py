@@ -31,6 +31,7 @@ from interp.runtime.bundled import BUNDLED_NAME, GEMMA_NAME, bundled_gguf_path, 
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Generation:
     text: str  # the generated continuation, special tokens removed
@@ -236,10 +237,10 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
         source = None
     if source is None:
         model = _load_gguf(bundled_gguf_path(), dtype, name=BUNDLED_NAME, source=BUNDLED_NAME, **placement)
-    elif isinstance(source, str) and source in named_models():  # "gemma3-270m", "refusal": assembled or built on first use
+    elif isinstance(source, str) and (named := named_models().get(source)) is not None:  # "gemma3-270m", "refusal": assembled or built on first use
         if placement:
             raise InterpError(f"device_map is for models loaded from an id, directory or .gguf file, not for '{source}'")
-        model = named_models()[source].load()()
+        model = named.load()()
         model.hf.to(dtype)  # named models load in float32
     elif isinstance(source, InterpModel):
         model = source
