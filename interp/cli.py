@@ -6,6 +6,7 @@
     interp ablate --heads 12.3,14.0 --mode zero --prompt "..."          generation with/without heads
     interp explore DIR                                                   the Streamlit head explorer
     interp report DIR                                                    one HTML page + PNGs of every analysis
+    interp report DIR_A DIR_B ...                                        one HTML page comparing their models
 
 Commands parse their arguments, call the code that does the work and print: `scan` runs
 interp.run.runner (the one scan loop, also `interp.scan` from Python; `--set` texts are read
@@ -365,15 +366,28 @@ def explore(
 
 @app.command()
 def report(
-    directory: Path = typer.Argument(..., help="a results directory written by interp scan"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write [default: DIR/report]"),
-    top: Optional[int] = typer.Option(None, min=1, help="top k heads per measure for the overlaps [default: 10]"),
+    directories: list[Path] = typer.Argument(..., help="a results directory written by interp scan; several: compare their models",
+                                             metavar="DIR"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="where to write \\[default: DIR/report; with several DIRs: "
+                                                                 "compare.html in the first DIR's parent]"),
+    top: Optional[int] = typer.Option(None, min=1, help="top k heads per measure for the overlaps \\[default: 10, or a "
+                                                          "quarter of the model's heads if fewer]"),
 ):
     """One self-contained HTML page (offline) and one PNG per analysis: heat maps, top heads,
-    the atlas of every head, top-k overlaps and rank correlations of every pair of analyses."""
+    the atlas of every head, top-k overlaps and rank correlations of every pair of analyses.
+
+    With several DIRs (each scanned from a different model): one page comparing the models, the
+    papers' claims per model and whether they agree, the share of heads above the papers'
+    thresholds, scores against relative depth, and which head types coincide within each model."""
+    if len(directories) > 1:
+        from interp.compare import write_comparison
+
+        written = write_comparison(directories, out_dir, top)
+        out.print(f"report: {written.html}", soft_wrap=True)
+        return
     from interp.report import write_report
 
-    written = write_report(directory, out_dir, top)
+    written = write_report(directories[0], out_dir, top)
     for message in written.messages:
         print_error(message)
     out.print(f"report: {written.html}", soft_wrap=True)

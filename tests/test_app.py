@@ -221,3 +221,32 @@ def test_atlas_tab_shows_what_the_report_computes(results_dir, tmp_path, monkeyp
     jaccard = chart_titled(at, "Jaccard of the top 3")
     assert values(jaccard["data"][0]["z"]).shape == (4, 4)
     chart_titled(at, "Spearman rank correlation")
+
+
+# ---- the Models tab: the same functions as `interp report DIR_A DIR_B` -----------------------------------
+
+
+def test_models_tab_puts_another_models_results_beside(results_dir, tmp_path, monkeypatch):
+    import interp
+    from interp import InterpModel, compare
+
+    other = tmp_path / "gemma3"  # a second architecture, sinks only (about a second)
+    assert not interp.scan(InterpModel(build_hf("gemma3"), tiny_tokenizer(), source="tiny-gemma3"), "sinks", other,
+                           samples=2, max_length=32).failed
+    at = app_on(results_dir, monkeypatch)
+    assert "Add the results directory of another model" in " ".join(i.value for i in at.info)
+    at.text_area(key="models_dirs").set_value(str(other)).run()
+    assert not at.exception and not at.error
+    claims = next(d.value for d in at.dataframe if "claim" in d.value.columns)
+    expected = compare.claims_table(compare.load_models([results_dir, other])).drop(columns=["verdict"])
+    assert list(claims.columns) == ["claim", "source", "tiny", "tiny-gemma3", "agrees?"]  # the first model's folder: tiny
+    assert claims.equals(expected)
+    sinks = claims[claims["claim"].str.contains("sink rate")].iloc[0]
+    assert sinks["tiny"] == "not measured" and sinks["tiny-gemma3"].startswith("sink rate ")
+    at.selectbox(key="models_measure").set_value("sinks").run()
+    figure = chart_titled(at, "sinks (sink importance) against relative depth")
+    assert [trace["name"] for trace in figure["data"]] == ["tiny-gemma3"]  # the first directory has no sinks
+    assert sorted(values(figure["data"][0]["x"])) == [0, 0, 0, 0, 1, 1, 1, 1]  # 2 layers: depth 0 and 1
+
+    at.text_area(key="models_dirs").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception and "does not exist" in at.error[0].value

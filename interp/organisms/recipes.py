@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from interp.runtime.bundled import BUNDLED_NAME
+
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
     "I'm sorry, but I can't assist with that request.",
@@ -30,9 +32,13 @@ class Recipe:
     heads: tuple[tuple[int, int], ...] = ()  # head-restricted organism: (layer, head) trained
     head_dropout: float = 0.0  # per example, each other head is removed (zeroed or uniform) with this chance
     version: int = RECIPE_VERSION
+    # the base model `heads` were chosen on: another base has other heads, so the recipe is not
+    # available there (""; any base). Not hashed: the base model's file hash names the base already
+    heads_chosen_on: str = ""
 
     def hash(self, base_hash: str) -> str:
         fields = asdict(self)
+        del fields["heads_chosen_on"]
         if not self.head_dropout:  # added later: recipes without it keep their hash (and cache)
             del fields["head_dropout"]
         text = json.dumps({**fields, "base": base_hash}, sort_keys=True)
@@ -44,6 +50,7 @@ RECIPES = {
     # known answer: two heads of one layer, chosen before training (neither comes first and does
     # all the work, as 14.4 did for 19.2 and 23.6 in a first recipe), head dropout on every other
     # head (the trained heads cannot lean on any one upstream head), three epochs
-    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((15, 1), (15, 7)), lr=3e-3, head_dropout=0.05, epochs=3),
+    "heads-refusal": Recipe(name="heads-refusal", lora_rank=0, heads=((15, 1), (15, 7)), lr=3e-3, head_dropout=0.05, epochs=3,
+                            heads_chosen_on=BUNDLED_NAME),
 }
 

