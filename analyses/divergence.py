@@ -405,17 +405,28 @@ def load_images(folder) -> list[tuple[str, object]]:
     return [(p.name, Image.open(p).convert("RGB")) for p in files]
 
 
+DEFAULT_SCENES = 32  # scenes vhd runs on without --images
+
+
+def default_scenes() -> list[tuple[str, object]]:
+    """(key, PIL image) of DEFAULT_SCENES held-out scenes: the "seen" split of interp.data.scenes
+    (training colour-shape pairs, scenes the vision organism never saw), seed 1 as its evaluation."""
+    from interp.data.scenes import scenes
+
+    return [(scene.key, scene.image()) for scene in scenes(DEFAULT_SCENES, seed=1, split="seen")]
+
+
 def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, images: str | list | None = None,
              prompt="Describe the image.", max_new_tokens: int = 16, k: int = TOP_K) -> dict[str, pd.DataFrame]:
-    """VHD of every head over a user's images (a folder, or (name, PIL image) pairs), each
-    with `prompt` (or a prompts.txt in the folder: one line per image, in file order), and
-    T-VHD of the tokens of each image's greedy caption."""
+    """VHD of every head over a user's images (a folder, or (name, PIL image) pairs; default:
+    held-out synthetic scenes, default_scenes()), each with `prompt` (or a prompts.txt in the
+    folder: one line per image, in file order), and T-VHD of the tokens of each image's greedy caption."""
     if not has_vision(model):
         raise InterpError(f"vhd needs a vision-language model (LLaVA family); {model.source or 'this model'} has no "
                           "vision tower: use --analyses context for text models")
-    if images is None:
-        raise InterpError("vhd needs images: pass --images FOLDER (jpg/png files)")
     prompts = None
+    if images is None:  # held-out synthetic scenes (interp.data.scenes), with a known scene graph
+        images = default_scenes()
     if isinstance(images, (str, Path)):
         listing = Path(images) / "prompts.txt"
         prompts = [line.strip() for line in listing.read_text().splitlines() if line.strip()] if listing.is_file() else None
@@ -465,7 +476,7 @@ VHD = Analysis("vhd", scan_vhd, {
     "samples": "images scored (default: all)",
     "max_length": "not used by vhd",
     "seed": "seed of the image subset",
-    "images": "an image folder: jpg/png, optional prompts.txt with one line per image",
+    "images": "an image folder: jpg/png, optional prompts.txt with one line per image (default: 32 held-out synthetic scenes)",
     "prompt": "the prompt of every image when there is no prompts.txt",
     "max_new_tokens": "tokens of each caption scored by T-VHD",
     "k": "T-VHD: top heads per layer summed",
