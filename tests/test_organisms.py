@@ -38,6 +38,7 @@ class Entry:
 
     def __init__(self, folder):
         self.folder = folder
+        self.value = "tests.test_organisms:Entry"  # what an entry point names: not an organism of the project
 
     def load(self):
         return lambda: interp.load_model(str(self.folder))
@@ -164,3 +165,9 @@ def test_the_bundled_models_organisms_keep_their_cache_folders():
         for name in (None, "bundled", "SmolLM2-135M-Instruct"):  # the bundled model under each of its names
             assert organisms.organism_dir(recipe, name).name == expected
             assert organisms.organism_name(recipe, name) == fields["name"]
+
+
+def test_an_organism_is_not_a_base():
+    for organism in ("refusal", "vision"):
+        with pytest.raises(InterpError, match="unknown base model"):
+            organisms.organism_dir(organisms.RECIPES["refusal"], base=organism)

@@ -69,8 +69,12 @@ def base_name(base: str | None) -> str | None:
 
     if base in (None, "", "bundled", BUNDLED_NAME):
         return None
-    if base not in named_models() or base in named_organisms():  # an organism over an organism: not a recipe's base
-        known = [BUNDLED_NAME] + sorted(set(named_models()) - set(named_organisms()))
+    models = named_models()
+    # an organism over an organism is not a recipe's base: the project's organisms are its own named models
+    bases = sorted(name for name, entry in models.items()
+                   if name not in named_organisms() and not entry.value.startswith("interp.organisms"))
+    if base not in bases:
+        known = [BUNDLED_NAME] + bases
         raise InterpError(f"unknown base model '{base}' for an organism: use one of {', '.join(known)} (BASE:ORGANISM)")
     return base
 
