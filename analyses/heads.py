@@ -46,6 +46,7 @@ from interp.base.errors import InterpError
 from interp.runtime.ablation import head_ablation
 from interp.kernels import StatsRequest
 from interp.runtime.layout import text_config
+from interp.runtime.logits import next_token_logprobs
 from interp.base.progress import track
 
 NAME = "heads"
@@ -297,16 +298,17 @@ def _head_table(samples: pd.DataFrame) -> pd.DataFrame:
 def repeated_half_loss(model, ids: torch.Tensor, interventions=()) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row mean next-token loss (nats) on the repeated half of [BOS] + r + r (predicting
     tokens 2..n of the second copy, all predictable by induction) and on the first copy (2..n).
-    One row at a time: a batch of [N, vocab] logits would cost GBs at long lengths."""
+    One row at a time, the LM head on a few positions at a time (interp.runtime.logits): [N, vocab]
+    logits would cost GBs at long lengths with a large vocabulary."""
     n = (ids.shape[1] - 1) // 2
+    # position p predicts token p + 1; the copies occupy positions 1..n and n+1..2n
+    first_half, repeated_half = torch.arange(1, n), torch.arange(n + 1, 2 * n)
     repeated, first = [], []
     with model.intervene(*interventions):
         for row in ids:
-            logits = model.hf(input_ids=row[None]).logits[0].float()
-            # logits at position p predict token p + 1; the copies occupy positions 1..n and n+1..2n
-            loss = torch.nn.functional.cross_entropy(logits[:-1], row[1:], reduction="none")
-            repeated.append(loss[n + 1 :].mean())
-            first.append(loss[1:n].mean())
+            loss = -next_token_logprobs(model, row[None], torch.cat([first_half, repeated_half]))[0]
+            first.append(loss[: len(first_half)].mean())
+            repeated.append(loss[len(first_half) :].mean())
     return torch.stack(repeated), torch.stack(first)
 
 

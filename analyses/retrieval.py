@@ -103,8 +103,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths:
     third of the grid, at least one; the baseline is their answered fraction).
 
     Returns "heads" (layer, head, score, n_probes = answered probes, copies, is_retrieval),
-    "probes" (one row per probe) and "causal" (condition, k, draw, accuracy, heads); the
-    answered fraction is also in heads.attrs["answered_fraction"]."""
+    "probes" (one row per probe, with its needle distance and the heads that copied) and "causal"
+    (condition, k, draw, accuracy, heads); the answered fraction is also in heads.attrs["answered_fraction"]."""
     if model.tokenizer is None or not model.is_causal_lm:
         raise InterpError("retrieval needs a causal language model with a tokenizer")
     if mask not in MASKS:
@@ -136,7 +136,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, lengths:
         records.append(done[key])
 
     heads = _head_table(records, model.layout)
-    probes_table = pd.DataFrame([{k: v for k, v in r.items() if k != "copies"} for r in records])
+    probes_table = pd.DataFrame([{**{k: v for k, v in r.items() if k != "copies"}, "copying_heads": _copying(r)}
+                                 for r in records])
     answered = float(probes_table["answered"].mean())
     heads.attrs["answered_fraction"] = probes_table.attrs["answered_fraction"] = answered
     k = max(1, round(HEAD_SHARE * model.layout.n_total_heads)) if causal_k is None else causal_k
@@ -273,9 +274,18 @@ def _score_probe(model, probe: Probe, n_new: int) -> dict:
     return {
         "probe": probe.id, "length": probe.length, "depth": probe.depth, "needle": probe.needle.id,
         "prompt_tokens": probe.prompt_len, "answer_tokens": end - start, "answered": rouge >= ANSWERED,
+        # tokens from the answer's last token to the first decoding query: a head whose sliding window is
+        # shorter than this cannot see any of the answer (so cannot copy it) at any step
+        "needle_distance": probe.prompt_len - end,
         "rouge": rouge, "generated": gen.text, "n_tokens": len(new),
         "copies": [[layer, head, int(copies[layer, head])] for layer, head in copies.nonzero().tolist()],
     }
+
+
+def _copying(record: dict) -> str:
+    """The heads that copied answer tokens in one probe, most copies first: "11.2:3 5.1:1"."""
+    copies = sorted(record["copies"], key=lambda c: (-c[2], c[0], c[1]))
+    return " ".join(f"{layer}.{head}:{count}" for layer, head, count in copies)
 
 
 def _head_table(records: list[dict], layout) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 section 3), with the specificity checks that tell a safety head from a head whose ablation
 breaks everything.
 
-For a causal LM with a chat template, on harmful requests (held-out AdvBench by default) and
-harmless ones (the project's, interp.data.safety):
+For a causal LM, on harmful requests (held-out AdvBench by default) and harmless ones (the
+project's, interp.data.safety), in its chat template (plain text for a base model without one):
 
 - Ships of a head on a request: KL(p(. | q) || p(. | q, head ablated)) of the next-token
   distribution at the first answer position. Ablations: "uniform" (undifferentiated
@@ -50,6 +50,7 @@ from interp.data.probes import seeded_subset
 from interp.base.errors import InterpError
 from interp.runtime.ablation import head_ablation
 from interp.runtime.interventions import HeadsLike
+from interp.runtime.logits import next_token_logprobs
 from interp.runtime.models import chat_prompt
 from interp.base.progress import track
 
@@ -107,8 +108,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful:
     "ships" by Ships as the paper does; a group of heads whose ablation breaks every answer
     turns the hidden states furthest, so Ships-ranked candidates find breakers, not refusal.
     """
-    if not model.is_causal_lm or getattr(model.tokenizer, "chat_template", None) is None:
-        raise InterpError("the safety analysis needs a causal LM with a chat template (an instruct model)")
+    if not model.is_causal_lm:
+        raise InterpError("the safety analysis needs a causal LM (one that generates answers)")
     bad = [a for a in ablations if a not in ABLATIONS]
     if bad or not ablations:
         raise InterpError(f"unknown ablation {bad or ablations}: choose from {', '.join(ABLATIONS)}")
@@ -322,9 +323,9 @@ def sahara(model, texts, candidates, size=3, kind="uniform", eps=1e-5, means=Non
 @torch.no_grad()
 def answer_nll(model, texts: list[str], replies: list[str]) -> list[float]:
     """Mean NLL per token of each reply under the unablated model (a fluency guard), one
-    right-padded forward for all replies."""
+    right-padded forward for all replies; the LM head runs on the answer positions only."""
     tok = model.tokenizer
-    prompts = [tok(chat_prompt(tok, t), add_special_tokens=False)["input_ids"] for t in texts]
+    prompts = [model.tokenize(t, chat=True)["input_ids"][0].tolist() for t in texts]  # as answers() reads them
     answers_ = [tok(r, add_special_tokens=False)["input_ids"] for r in replies]
     length = max(len(p) + len(a) for p, a in zip(prompts, answers_))
     ids = torch.full((len(texts), length), tok.pad_token_id or 0, dtype=torch.long)
@@ -332,14 +333,14 @@ def answer_nll(model, texts: list[str], replies: list[str]) -> list[float]:
     for row, (p, a) in enumerate(zip(prompts, answers_)):
         ids[row, : len(p) + len(a)] = torch.tensor(p + a, dtype=torch.long)
         mask[row, : len(p) + len(a)] = 1
-    logp = torch.log_softmax(model.hf(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float(), -1)
+    first = min(len(p) for p in prompts) - 1  # position p predicts token p + 1: from the first answer on
+    logp = next_token_logprobs(model, ids.to(model.device), torch.arange(first, length - 1), mask.to(model.device))
     nlls = []
     for row, (p, a) in enumerate(zip(prompts, answers_)):
         if not a:
             nlls.append(float("inf"))
             continue
-        targets = torch.tensor(a, device=logp.device)
-        nlls.append(float(-logp[row, len(p) - 1 : len(p) + len(a) - 1].gather(1, targets[:, None]).mean()))
+        nlls.append(float(-logp[row, len(p) - 1 - first : len(p) + len(a) - 1 - first].mean()))
     return nlls
 
 

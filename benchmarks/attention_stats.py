@@ -7,6 +7,8 @@
 
 CPU (default): the bundled SmolLM2-135M up to its 8,192 positions.
     python benchmarks/attention_stats.py --lengths 1024,2048,4096,8192 --eager-max 4096
+--model NAME: any model load_model() knows, e.g. Gemma 3 270M (head dim 256, one KV head, window layers):
+    python benchmarks/attention_stats.py --model gemma3-270m --lengths 1024,2048,4096,8192 --eager-max 2048
 GPU (--gpu): one Llama-8B-shaped layer (32 query heads, 8 KV heads, head dim 128, random bf16 weights).
     python benchmarks/attention_stats.py --gpu --lengths 8192,32768,131072 --eager-max 16384
 Prints the median of --repeats interleaved rounds, then one round with a competing busy process (one core
@@ -104,8 +106,9 @@ def competing_process():
         busy.wait()
 
 
-def bundled_models():
-    model = interp.load_model()
+def cpu_models(source=None):
+    """The model (default: the bundled one) and a transformers eager copy of it, from its cached weights."""
+    model = interp.load_model(source)
     eager = tf.AutoModelForCausalLM.from_pretrained(model.hf.config._name_or_path, attn_implementation="eager").eval()
     return model, eager
 
@@ -138,6 +141,7 @@ def attention_tflops(layout, n: int, seconds: float) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpu", action="store_true", help="a Llama-8B-shaped layer on CUDA instead of the bundled model")
+    parser.add_argument("--model", default=None, help="a model load_model() knows (CPU; default: the bundled one)")
     parser.add_argument("--lengths", default=None, help="comma-separated context lengths")
     parser.add_argument("--eager-max", type=int, default=None, help="longest context to try eager attention at")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the median of each side is kept")
@@ -149,7 +153,7 @@ def main():
     device = "cuda" if cuda else "cpu"
     lengths = [int(x) for x in (args.lengths or ("8192,32768,131072" if cuda else "1024,2048,4096,8192")).split(",")]
     eager_max = args.eager_max or (16384 if cuda else 4096)
-    model, eager = llama8b_layer(device) if cuda else bundled_models()
+    model, eager = llama8b_layer(device) if cuda else cpu_models(args.model)
     torch.set_grad_enabled(False)
 
     rows, busy_rows = [], []

@@ -11,6 +11,8 @@ import transformers as tf
 
 import interp
 from interp import InterpError, StatsRequest, UniformAttention
+from interp.runtime import logits as logits_module
+from interp.runtime.logits import next_token_logprobs
 from interp.runtime.models import chat_prompt, named_models
 from tests.tiny import REPO, build_hf, outputs, pair, random_ids, tiny_tokenizer
 
@@ -56,6 +58,26 @@ def test_decoding_past_the_window_captures_and_intervenes_at_absolute_positions(
             model.hf(input_ids=full[:, :7], use_cache=True)
             model.hf(input_ids=full[:, 7:], cache=first.cache, use_cache=True)  # 4 queries, 3 + 4 keys
     assert torch.allclose(cached.match_mass, ref.match_mass, atol=1e-5)
+
+
+# ---- logits only where needed: a 262,144-token vocabulary -------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "gemma3", "gpt2"])  # gemma2: final logit soft-capping
+def test_next_token_logprobs_equal_those_of_the_full_logits(arch, monkeypatch):
+    """The LM head on chosen positions only (right-padded rows, interventions active) gives transformers'
+    log-probabilities; a head it cannot reproduce falls back to transformers' logits at those positions."""
+    _, model = pair(arch)
+    ids = random_ids(batch=2, length=12)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # right padding, as answer_nll pads
+    positions = torch.tensor([0, 3, 4, 7, 10])
+    with torch.no_grad(), model.intervene(UniformAttention("1.1")):
+        full = torch.log_softmax(model.hf(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        expected = full[:, positions].gather(-1, ids[:, positions + 1, None])[..., 0]
+        assert torch.allclose(next_token_logprobs(model, ids, positions, mask, chunk=3), expected, atol=1e-5)
+        monkeypatch.setattr(logits_module, "_head", lambda model, hidden: 2 * model.hf.get_output_embeddings()(hidden).float())
+        assert torch.allclose(next_token_logprobs(model, ids, positions, mask), expected, atol=1e-5)
 
 
 # ---- the named model ---------------------------------------------------------------------------------
@@ -116,5 +138,12 @@ def test_interp_attention_equals_eager_past_the_window(gemma):
     assert torch.allclose(cap.entropy[..., 0], -(pattern * pattern.clamp_min(1e-30).log()).sum(-1), atol=1e-4)
 
     with gemma.capture(stats=StatsRequest(argmax=True), positions="last") as decoding:  # from a cache past the window
-        gemma.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, max_new_tokens=3)
+        gen = gemma.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, max_new_tokens=3)
     assert decoding.positions.tolist() == [599, 600, 601]
+    # the window layers' caches hold the last 511 keys: their argmax keys are still read as positions
+    seen = torch.cat([ids, gen.new_ids[:, :2]], dim=1)
+    with torch.no_grad():
+        rows = torch.stack(eager.base_model(input_ids=seen, output_attentions=True).attentions, dim=1)[..., -3:, :]
+    at_argmax = rows.gather(-1, decoding.argmax[..., None])[..., 0]  # eager's probability at our argmax position
+    assert (at_argmax >= rows.amax(-1) - 1e-4).all()  # the maximum, up to float32 near-ties
+    assert (decoding.argmax[0, WINDOW_LAYERS] > decoding.positions - 512).all()

@@ -26,7 +26,8 @@ from interp.runtime.capture import Capture
 from interp.base.errors import InterpError
 from interp.runtime.fast_attention import attention_with_lse
 from interp.runtime.interventions import ActiveInterventions, AttentionContext, Intervention, query_mask
-from interp.kernels import attention_stats
+from interp.kernels import StatsRequest, attention_stats
+from interp.kernels.request import key_bin_edges, normalize_spans
 from interp.runtime.layout import AttentionSite, HeadLayout
 
 NAME = "interp"
@@ -302,10 +303,14 @@ class EagerHeads:
         return (keys[None, :] <= (queries + self.causal_offset)[:, None])[None, None]
 
     def probs(self, heads: list[int], queries: torch.Tensor, edits: list[Intervention]) -> torch.Tensor:
-        ctx = AttentionContext(self.layer, heads, queries + self.q_offset, self.key.shape[2])
+        """[B, h, q, Nk] over this call's keys. Edits address keys by position: they see (and return) the
+        rows over positions 0 .. key_start + Nk - 1, with the keys the cache dropped hidden (logit -inf,
+        probability 0), so a rule written for positions acts on the right keys and cannot reach dropped ones."""
+        ctx = AttentionContext(self.layer, heads, queries + self.q_offset, self.key_start + self.key.shape[2], self.key_start)
         logits = self.logits(heads, queries)
         for iv in edits:
-            logits = _edit_rows(iv, logits, heads, queries, self.layer, self.q_offset, lambda x: iv.edit_logits(x, ctx))
+            edit = lambda x: self.at_keys(iv.edit_logits(self.at_positions(x, -math.inf), ctx))  # noqa: E731
+            logits = _edit_rows(iv, logits, heads, queries, self.layer, self.q_offset, edit)
         visible = self.visible(queries)
         if visible is not None and visible.dtype == torch.bool:
             logits = logits.masked_fill(~visible, -math.inf)
@@ -313,8 +318,18 @@ class EagerHeads:
             logits = logits + visible
         probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a row that sees nothing -> 0
         for iv in edits:
-            probs = _edit_rows(iv, probs, heads, queries, self.layer, self.q_offset, lambda x: iv.edit_probs(x, ctx))
+            edit = lambda x: self.at_keys(iv.edit_probs(self.at_positions(x), ctx))  # noqa: E731
+            probs = _edit_rows(iv, probs, heads, queries, self.layer, self.q_offset, edit)
         return probs
+
+    def at_positions(self, tensor: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """[..., Nk] over this call's keys -> [..., key_start + Nk] over key positions, `fill` at the
+        positions whose keys the cache dropped (none: the tensor itself)."""
+        return torch.nn.functional.pad(tensor, (self.key_start, 0), value=fill) if self.key_start else tensor
+
+    def at_keys(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The inverse of at_positions: [..., key_start + Nk] -> [..., Nk]."""
+        return tensor[..., self.key_start :] if self.key_start else tensor
 
     def mix(self, probs: torch.Tensor, heads: list[int]) -> torch.Tensor:
         v = self.value[:, [h // self.group for h in heads]].float()
@@ -335,8 +350,8 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
     queries = cap.select_queries(attn.query.shape[2], attn.q_offset, attn.query.device)
     layer = attn.layer
     cap.record(layer, "positions", (queries + attn.q_offset)[None, None])
-    if cap.spec.pattern:
-        cap.record(layer, "pattern", attn.probs(cap.heads, queries, prob_edits))
+    if cap.spec.pattern:  # columns are key positions: zeros where a sliding window's cache dropped keys
+        cap.record(layer, "pattern", attn.at_positions(attn.probs(cap.heads, queries, prob_edits)))
     stats = cap.spec.stats
     if stats is None or not len(queries):
         return
@@ -351,14 +366,16 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
     for run in runs:
         rows = slice(int(run[0]), int(run[-1]) + 1)  # a contiguous run: views, not copies, of q, mask and lse
         mask = attn.mask[:, :, rows] if attn.mask is not None else None
-        results.append(
+        request = _labels_for_call(stats, run + attn.q_offset, attn.key_start, attn.key.shape[2])
+        keys = KeyPositions(request, attn.key_start, attn.key.shape[2], attn.query.shape[0], attn.query.device)
+        results.append(keys.to_positions(
             attention_stats(
-                attn.query[:, :, rows], attn.key, requests=_labels_for_call(stats, run + attn.q_offset, attn.key_start, attn.key.shape[2]),
+                attn.query[:, :, rows], attn.key, requests=keys.request,
                 scale=attn.scaling, causal=attn.causal and mask is None,
                 q_offset=attn.causal_offset + rows.start, mask=mask, softcap=attn.softcap,
                 lse=None if attn.lse is None else attn.lse[:, :, rows],
             )
-        )
+        ))
     every_head = len(cap.heads) == attn.query.shape[1]
     for name in results[0]:
         parts = [r[name] if every_head else r[name][:, cap.heads] for r in results]
@@ -368,12 +385,54 @@ def _capture_attention(cap: Capture, attn: EagerHeads, prob_edits, edited_heads)
             cap.record(layer, name, torch.cat(parts, dim=2))
 
 
+class KeyPositions:
+    """Statistics addressed by key, read by key position. The kernels count the keys of the call; a
+    sliding-window layer whose KV cache dropped its first keys holds key position key_start + j at index j.
+    For such a call (key_start > 0) `request` is the user's request over this call's keys: spans given as
+    positions are cut to the keys still there (a dropped key contributes nothing), the pooled map's key
+    bins (over all key_start + Nk positions) become spans; `to_positions` maps the results back: argmax
+    as a position, key_mass over all positions (zero where dropped), the pooled map from its bin spans."""
+
+    def __init__(self, stats: StatsRequest, key_start: int, n_key: int, batch: int, device):
+        self.stats, self.key_start, self.request = stats, key_start, stats
+        self.n_spans = 0
+        if not key_start or (not stats.wants_spans and stats.pooled is None):
+            return
+        n_positions = key_start + n_key
+        spans = [normalize_spans(stats.spans, batch, n_positions, device)] if stats.wants_spans else []
+        self.n_spans = spans[0].shape[1] if spans else 0
+        if stats.pooled is not None:
+            spans.append(key_bin_edges(n_positions, int(stats.pooled[1]), device)[None])
+        rows = max(t.shape[0] for t in spans)
+        spans = torch.cat([t.expand(rows, -1, -1) for t in spans], dim=1)
+        self.request = dataclasses.replace(stats, spans=(spans - key_start).clamp(0, n_key), pooled=None)
+
+    def to_positions(self, result: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.key_start:
+            return result
+        if "argmax" in result:
+            argmax = result["argmax"]
+            result["argmax"] = torch.where(argmax >= 0, argmax + self.key_start, argmax)  # -1: sees no key
+        if "key_mass" in result:
+            result["key_mass"] = torch.nn.functional.pad(result["key_mass"], (self.key_start, 0))
+        if self.request is not self.stats:
+            mass = result.pop("span_mass")
+            if self.stats.wants_spans:
+                result["span_mass"] = mass[..., : self.n_spans]
+            if self.stats.pooled is not None:  # query i -> bin i * q_bins // Nq, as the kernels pool
+                q_bins, n_query = int(self.stats.pooled[0]), mass.shape[2]
+                query_bin = torch.arange(n_query, device=mass.device) * q_bins // n_query
+                pooled = mass.new_zeros(*mass.shape[:2], q_bins, mass.shape[-1] - self.n_spans)
+                result["pooled"] = pooled.index_add_(2, query_bin, mass[..., self.n_spans :])
+        return result
+
+
 def _labels_for_call(stats, positions: torch.Tensor, key_start: int, n_key: int):
     """The request with its key_match labels cut to this call. Labels are given over absolute positions
     ([N] or [B, N], as the prompt's tokens are), so a decoding step's queries read their own positions and
     its keys theirs (from key_start on a sliding-window layer whose cache dropped early keys); the kernels
-    want labels per query and per key of the call. (Spans, argmax and pattern columns count the keys of
-    the call, as EagerHeads does.)"""
+    want labels per query and per key of the call. (Spans, argmax, pooled and key_mass are mapped to
+    positions by KeyPositions.)"""
     if not len(stats.key_match):
         return stats
     need = max(int(positions[-1]) + 1, key_start + n_key)

@@ -11,6 +11,10 @@ TransformerLens names work too, in TransformerLens's own axis orders: cap["block
 cap["blocks.3.attn.hook_pattern"] is [batch, head, query_pos, key_pos] and
 cap["blocks.3.attn.hook_result"] is [batch, pos, head, d_model].
 
+Keys are read by position everywhere: pattern columns, argmax, key spans, pooled maps and per-key
+mass count key positions 0 .. N-1, also while decoding past a sliding window, whose KV cache has
+dropped the first keys (the pattern holds zeros there, and they add nothing to spans and maps).
+
 The residual stream entering each layer (resid_pre=True: the block's input hidden state,
 hidden_states[l] of output_hidden_states) is read by a forward pre-hook on the block:
 cap.resid_pre is [batch, layer, position, d_model] and cap["blocks.3.hook_resid_pre"]
@@ -45,7 +49,7 @@ READABLE = ("z", "resid", "pattern", "resid_pre", *STATISTICS)  # cap.<name>
 class CaptureSpec:
     z: bool = False  # head outputs z (the o_proj input slice), [..., head_dim]
     resid: bool = False  # the head's write to the residual stream, z_h @ W_O[h], [..., d_model]
-    pattern: bool = False  # attention probabilities of the selected queries, [..., n_keys]
+    pattern: bool = False  # attention probabilities of the selected queries, [..., key positions]
     stats: StatsRequest | None = None  # statistics from interp.kernels, no [N, N] matrix
     layers: list[int] | None = None
     heads: list[int] | None = None

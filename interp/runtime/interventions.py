@@ -13,8 +13,10 @@ the duration of a `with` block. Three places of an attention layer are touched:
   spans, and any redistribution rule, e.g. VAR).
 
 Positions are indices into the whole sequence (a KV cache included), so
-`positions=slice(prompt_len, None)` acts during decoding only. Rows select batch rows,
-so one batched forward can ablate a different head in every row.
+`positions=slice(prompt_len, None)` acts during decoding only. Keys are addressed by
+position too (key spans, redistribution rules), also on sliding-window layers whose
+cache dropped early keys. Rows select batch rows, so one batched forward can ablate a
+different head in every row.
 """
 
 from __future__ import annotations
@@ -218,9 +220,9 @@ class UniformAttention(Intervention):
 
 @dataclass(eq=False)
 class ScaleAttention(Intervention):
-    """Scale attention on key spans [(start, end), ...]: target="logits" multiplies the
-    logits of those keys; target="probs" multiplies their probabilities and renormalises
-    the row."""
+    """Scale attention on key spans [(start, end), ...] of positions: target="logits"
+    multiplies the logits of those keys; target="probs" multiplies their probabilities and
+    renormalises the row."""
 
     key_spans: Sequence[tuple[int, int]] = ()
     factor: float = 2.0
@@ -254,12 +256,16 @@ class ScaleAttention(Intervention):
 
 @dataclass
 class AttentionContext:
-    """What a probability rule knows about the rows it edits."""
+    """What a probability rule knows about the rows it edits. Dim 3 of the rows is the key position
+    0 .. n_keys - 1, also where a sliding-window layer's KV cache dropped the first keys while decoding:
+    those positions (below key_start) hold probability 0 (logit -inf), and what a rule writes there is
+    dropped with them."""
 
     layer: int
     heads: list[int]  # query heads of dim 1 of the probabilities
     query_positions: torch.Tensor  # absolute positions of dim 2
-    n_keys: int
+    n_keys: int  # key positions of dim 3
+    key_start: int = 0  # the first position whose key the layer still holds
 
 
 @dataclass(eq=False)
@@ -278,7 +284,7 @@ class Redistribute(Intervention):
 
 
 def move_attention(from_keys: Sequence[int], to_keys: Sequence[int], fraction: float) -> Callable:
-    """A rule that takes `fraction` of the attention on `from_keys` and gives it to
+    """A rule that takes `fraction` of the attention on `from_keys` (key positions) and gives it to
     `to_keys` in proportion to the attention they already have. Rows keep summing to 1;
     exactly fraction x (mass on from_keys) moves. A row that gives the receiving keys no
     attention at all (e.g. they lie in its future) is left as it is: the rule never
