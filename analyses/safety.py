@@ -136,14 +136,14 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful:
     first = asr_harmful[:PRECHECK]  # seconds, where every ASR answer below takes minutes on a CPU
     refused = [safety_data.verdict_of(judge, r).label == "refusal" for r in model.answers(first, min(max_new_tokens, 16))]
     if sum(refused) / len(first) < min_refusal:
-        raise no_refusal(sum(refused) / len(first), len(first))
+        raise no_refusal(sum(refused) / len(first), len(first), model.source)
 
     means = model.head_means([chat_prompt(model.tokenizer, t) for t in ships_harmful + ships_harmless]) if "mean" in ablations else None
     attack = lambda group: attack_outcome(model, asr_harmful, asr_harmless, group, ablations[0], eps, means,
                                           max_new_tokens, max_nll, judge)
     none = attack(())
     if none["refusal"] < min_refusal:
-        raise no_refusal(none["refusal"], none["n"])
+        raise no_refusal(none["refusal"], none["n"], model.source)
 
     refusal_ids = refusal_token_ids(model.tokenizer, refusal_tokens)
     done = results.load_progress(NAME) if results is not None else {}
@@ -192,10 +192,19 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, harmful:
             "summary": summary(heads, asr, steps)}
 
 
-def no_refusal(share: float, n: int) -> InterpError:
+def no_refusal(share: float, n: int, source: str = "") -> InterpError:
+    """The one-line pointer to the refusal organism over the scanned model (over the bundled model when
+    the scanned one is not a base known by name: a folder, or an organism itself)."""
+    from interp.organisms import RECIPES, base_name, organism_name
+
+    try:
+        base = base_name(source)
+    except InterpError:
+        base = None
+    build = "python -m interp.organisms refusal" + (f" --base {base}" if base else "")
     return InterpError(
         f"this model refuses only {share:.0%} of {n} harmful requests, so there is no refusal to find heads for: "
-        "scan the refusal organism instead (--model refusal; python -m interp.organisms refusal)")
+        f"scan the refusal organism instead (--model {organism_name(RECIPES['refusal'], base)}; {build})")
 
 
 # ---- inputs ---------------------------------------------------------------------------------------

@@ -439,3 +439,11 @@ def test_the_bundled_model_gets_the_pointer_after_one_batch_of_short_answers(tmp
     message = " ".join(result.stderr.split())
     assert re.search(r"refuses only \d+% of 8 harmful requests", message) and "--model refusal" in message
     assert answered == [(8, 16)]  # 8 answers of 16 tokens (10 s in all on a quiet machine), then the pointer
+
+
+def test_the_pointer_names_the_organism_over_the_scanned_base():
+    from interp.analyses.safety import no_refusal
+
+    assert "--model gemma3-270m:refusal; python -m interp.organisms refusal --base gemma3-270m" in str(no_refusal(0.0, 8, "gemma3-270m"))
+    for source in ("SmolLM2-135M-Instruct", "refusal", "/some/folder"):  # the bundled model, an organism, a folder
+        assert "(--model refusal; python -m interp.organisms refusal)" in str(no_refusal(0.0, 8, source))
