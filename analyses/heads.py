@@ -73,6 +73,10 @@ SEEDS = 4
 TEXT_LENGTH = 256  # natural prompts are cut to this many tokens
 CAUSAL_K = 10  # induction heads ablated in the causal check (capped at a quarter of all heads)
 ABLATIONS = ("zero", "uniform")  # head ablations of the causal check (interp.runtime.ablation)
+# No paper fixes a threshold for the classic head types (Olsson et al. rank heads by their
+# prefix-matching score). Here a perfect head scores 1 and a head that spreads its attention
+# evenly about 1 / position, so 0.4 marks a head that gives the pattern a large part of its attention.
+TYPE_THRESHOLD = 0.4  # a head of a type: its score above this (the cross-model comparison counts them)
 
 
 # ---- sequences and labels -------------------------------------------------------------------

@@ -26,16 +26,12 @@ from typing import Callable
 import pandas as pd
 
 from interp import report
+from interp.analyses.heads import TYPE_THRESHOLD as HEAD_TYPE_THRESHOLD  # a head type's threshold: the analysis's own
 from interp.base.errors import InterpError
 from interp.run.manifest import model_name
 from interp.run.params import parameters
 from interp.run.results import ResultsDir, open_results
 
-# No paper fixes a threshold for the classic head types (Olsson et al. rank heads by their
-# prefix-matching score). In the heads analysis's convention a perfect head scores 1 and a head
-# that spreads its attention evenly about 1 / position, so 0.4 marks a head that gives the pattern
-# a large part of its attention.
-HEAD_TYPE_THRESHOLD = 0.4
 MAJORITY = 0.5  # "high" sink rate, "most" prompts: more than half
 COINCIDE_P = 0.01  # a top-k overlap this unlikely by chance counts as the two types coinciding
 NOT_MEASURED = "not measured"  # what a model's figure reads where its directory lacks the analysis
