@@ -13,6 +13,14 @@ measured three ways:
 - attribution patching: one forward and backward, (z_corrupt - z_clean) . dm/dz;
 - integrated gradients (EAP-IG): the same product with dm/dz averaged over inputs moved
   from the clean to the corrupted embeddings in `ig_steps` steps.
+Positions "roles" score each head at each role of the task (IOI: S1, S1+1, IO, S2, END;
+interp.data.tasks), whose position differs from prompt to prompt: the head is given the
+clean run's z with its corrupted z at the role's position (a head's z does not depend on
+itself, so elsewhere this changes nothing). The prefix before the first token the
+corruption changes is run once as a KV cache (clean and corrupted z agree there).
+Path patching (path_patching, path_effects: many senders batched) gives the effect of a
+head through chosen later heads, or through its direct path to the logits; the IOI head
+classes of Wang et al. built on it are in analyses/circuit_classes.py.
 Attribution is first order and can miss heads, so a scan always verifies it: exact
 patching of the top heads by attribution plus random heads, with the rank correlation
 and the false negatives in its output.
@@ -50,7 +58,7 @@ from interp.data.tasks import Task, TaskBatch, make_task
 NAME = "circuits"
 MEASURE = "importance"  # the head table's score: normalised effect of patching the head, first task, rank_by method
 PARAMS = ("samples", "max_length", "seed", "tasks", "ablation", "target", "rank_by", "exact", "verify_top",
-          "verify_random", "ig_steps", "positions", "order")
+          "verify_random", "ig_steps", "positions", "order", "classes")
 PARAM_HELP = {
     "samples": "prompts per task (default 32)",
     "max_length": "prompts with more tokens are left out",
@@ -63,14 +71,18 @@ PARAM_HELP = {
     "verify_top": "heads of the attribution top verified by exact patching",
     "verify_random": "random heads verified by exact patching",
     "ig_steps": "steps of integrated gradients",
-    "positions": "positions patched: last or all",
+    "positions": "positions patched: last, all, or roles (all, plus a head x role table <task>_positions)",
     "order": "abs: circuits take heads by |importance|; signed: by importance",
+    "classes": "true: IOI head classes (Wang et al.) on ioi and colored_objects: <task>_classes, _class_edges, ...",
 }
 DEFAULT_TASKS = ("ioi", "colored_objects")
 ABLATIONS = ("patch", "mean")
 METHODS = ("exact", "attribution", "ig")
+POSITIONS = ("last", "all", "roles")
 ORDERS = ("signed", "abs")
-RESERVED = {"heads", "overlap", "faithfulness", "verification", "summary"}  # other table names
+RESERVED = {"heads", "overlap", "faithfulness", "verification", "summary", "class_overlap"}  # other table names
+PER_TASK = ("positions", "classes", "class_edges", "class_evidence")  # tables named <task>_<kind>
+CLASS_COLUMNS = ["layer", "head", "class", "task"]  # of a task's classes table when no head is in a class
 ROW_CHUNK = 256  # batch rows per patched forward
 FALSE_NEGATIVE = 0.05  # |exact effect| that a head missed by attribution must reach to count
 
@@ -167,55 +179,83 @@ def _mask(model, rows: int, heads_per_row: list[list[Head]]) -> torch.Tensor:
 
 @torch.no_grad()
 def patched_metrics(model, run: Run, prompts: list[int], head_sets: list[list[Head]], values: torch.Tensor,
-                    positions: str | int = "all", chunk: int = ROW_CHUNK) -> torch.Tensor:
+                    positions: str | int = "all", chunk: int = ROW_CHUNK, start: int = 0) -> torch.Tensor:
     """m of row r = prompt prompts[r] with the heads head_sets[r] given `values`
-    ([prompts or 1, layers, heads, N, d_head]) at `positions`: "all", "last" (one token per
-    row on the clean prefix's KV cache) or an int (one position, counted from the start)."""
+    ([prompts or 1, layers, heads, N, d_head]) at `positions`: "all", "last" or an int (one
+    position, counted from the start). start: where `values` may first differ from the clean
+    run's z (the first token the corruption changes, say): the clean prefix before it is run
+    once as a KV cache, and each row runs from there ("last": one token per row)."""
     n = run.batch.clean.shape[1]
-    prefix = None
-    if positions == "last" and n > 1:
-        prefix = model.prefill(run.batch.clean[:, :-1])
+    start = n - 1 if positions == "last" else min(start, n - 1)
+    if isinstance(positions, int) and positions < start:
+        raise InterpError(f"position {positions} lies in the cached prefix (start {start})")
+    prefix = model.prefill(run.batch.clean[:, :start]) if start > 0 else None
+    if values.shape[3] == n:
+        values = values[:, :, :, start:]
     out = []
-    for start in range(0, len(prompts), chunk):
-        rows = torch.tensor(prompts[start : start + chunk], device=model.device)
-        sets = head_sets[start : start + chunk]
+    for first in range(0, len(prompts), chunk):
+        rows = torch.tensor(prompts[first : first + chunk], device=model.device)
+        sets = head_sets[first : first + chunk]
         heads = sorted({h for s in sets for h in s})
+        cache = None
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)
+            cache.batch_select_indices(rows)
+        ids = run.batch.clean[rows, start:]
         if not heads:  # nothing patched in these rows
-            logits = last_logits(model, run.batch.clean[rows])
+            logits = last_logits(model, ids, cache=cache)
             out.append(logit_diff(logits, run.batch, rows))
             continue
         mask = _mask(model, len(rows), sets).to(model.device)
         source = rows if values.shape[0] > 1 else torch.zeros_like(rows)
-        if prefix is not None:
-            cache = copy.deepcopy(prefix)
-            cache.batch_select_indices(rows)
-            patch = head_ablation("patch", heads, values=values[:, :, :, -1:], source=source, mask=mask)
-            with model.intervene(patch):
-                logits = last_logits(model, run.batch.clean[rows, -1:], cache=cache)
-        else:
-            where = None if positions in ("all", "last") else [int(positions)]
-            with model.intervene(head_ablation("patch", heads, values=values, source=source, mask=mask, positions=where)):
-                logits = last_logits(model, run.batch.clean[rows])
+        where = [int(positions)] if isinstance(positions, int) else None  # absolute: the cache counts
+        with model.intervene(head_ablation("patch", heads, values=values, source=source, mask=mask, positions=where)):
+            logits = last_logits(model, ids, cache=cache)
         out.append(logit_diff(logits, run.batch, rows))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def first_change(run: Run) -> torch.Tensor:
+    """Per prompt, the first position where the corrupted prompt differs from the clean one:
+    before it, clean and corrupted z are the same (the model is causal) [B]."""
+    differs = run.batch.clean != run.batch.corrupt
+    never = torch.full_like(differs[:, 0], differs.shape[1], dtype=torch.long)  # an unchanged prompt
+    return torch.where(differs.any(1), differs.float().argmax(1), never)
+
+
+def at_role(run: Run, source: torch.Tensor, role: str) -> torch.Tensor:
+    """The clean run's z with `source`'s z ([B or 1, ...]) at each prompt's position of `role`:
+    patching a head with it patches that head at the role only (elsewhere it gets its own
+    clean z back, which leaves the run unchanged: a head's z does not depend on itself)."""
+    values = run.clean_z.clone()
+    rows = torch.arange(values.shape[0], device=values.device)
+    where = run.batch.roles[role].to(values.device)
+    values[rows, :, :, where] = source.expand_as(values)[rows, :, :, where]
+    return values
 
 
 def exact_patching(model, prepared: Prepared, heads: list[Head] | None = None, positions: str = "last",
                    chunk: int = ROW_CHUNK) -> pd.DataFrame:
     """Normalised effect of patching each head's corrupted z into the clean run, one head
-    per batch row. positions: "last", "all", or "each" (a row per position from the end)."""
+    per batch row. positions: "last", "all", "each" (a row per position from the end), or
+    "roles" (a row per role of the task: the head patched at that role's position of each
+    prompt, which differs from prompt to prompt)."""
     heads = heads if heads is not None else all_heads(model)
-    if positions not in ("last", "all", "each"):
-        raise InterpError(f"positions must be 'last', 'all' or 'each', not {positions!r}")
+    if positions not in POSITIONS + ("each",):
+        raise InterpError(f"positions must be 'last', 'all', 'roles' or 'each', not {positions!r}")
+    if positions == "roles":
+        return _exact_at_roles(model, prepared, heads, chunk)
     total: dict[tuple, float] = {}
     n_prompts: dict[tuple, int] = {}  # per key: with "each", runs of other lengths have other offsets
     for run in prepared.runs:
         B, n = run.batch.clean.shape
         where_list = [positions] if positions != "each" else list(range(n))
+        start = int(first_change(run).min())
         for where in where_list:
             prompts = [b for _ in heads for b in range(B)]
             sets = [[h] for h in heads for _ in range(B)]
-            m = patched_metrics(model, run, prompts, sets, run.corrupt_z, where, chunk).view(len(heads), B)
+            begin = min(start, where) if isinstance(where, int) else start
+            m = patched_metrics(model, run, prompts, sets, run.corrupt_z, where, chunk, begin).view(len(heads), B)
             offset = where - n if positions == "each" else None
             for j, head in enumerate(heads):
                 key = (head, offset)
@@ -229,6 +269,34 @@ def exact_patching(model, prepared: Prepared, heads: list[Head] | None = None, p
             row["position"] = offset
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _exact_at_roles(model, prepared: Prepared, heads: list[Head], chunk: int) -> pd.DataFrame:
+    """exact_patching(positions="roles"): a prompt whose role lies before its first changed
+    token keeps its clean metric (corrupted and clean z agree there), the others run."""
+    roles = prepared.task.role_names
+    total = {(head, role): 0.0 for role in roles for head in heads}
+    count = 0
+    for run in prepared.runs:
+        B = run.batch.clean.shape[0]
+        changed = first_change(run)
+        for role in roles:
+            where = run.batch.roles[role]
+            live = [b for b in range(B) if where[b] >= changed[b]]
+            unchanged = float(run.clean[[b for b in range(B) if b not in live]].sum())
+            m = torch.zeros(len(heads), 0)
+            if live:
+                start = int(where[live].min())
+                prompts = [b for _ in heads for b in live]
+                sets = [[h] for h in heads for _ in live]
+                m = patched_metrics(model, run, prompts, sets, at_role(run, run.corrupt_z, role), "all", chunk,
+                                    start).view(len(heads), len(live)).cpu()
+            for j, head in enumerate(heads):
+                total[(head, role)] += float(m[j].sum()) + unchanged
+        count += B
+    return pd.DataFrame([{"layer": head[0], "head": head[1], "role": role,
+                          "score": float(prepared.normalise(torch.tensor(s / count, dtype=torch.float64)))}
+                         for (head, role), s in total.items()])
 
 
 # ---- gradient methods --------------------------------------------------------------------------
@@ -248,16 +316,21 @@ def gradient_scores(model, prepared: Prepared, method: str = "attribution", posi
                     ig_steps: int = 5) -> pd.DataFrame:
     """Attribution patching ("attribution") or integrated gradients ("ig") for every head:
     sum over prompts (and the chosen positions) of (z_corrupt - z_clean) . dm/dz, normalised
-    like exact patching. positions "each" adds a position column (counted from the end)."""
+    like exact patching. positions "each" adds a position column (counted from the end),
+    "roles" a role column (each prompt's position of the role)."""
     if method not in ("attribution", "ig"):
         raise InterpError(f"gradient method must be 'attribution' or 'ig', not {method!r}")
     if ig_steps < 1:
         raise InterpError(f"ig_steps must be at least 1, got {ig_steps}")
-    if positions not in ("last", "all", "each"):
-        raise InterpError(f"positions must be 'last', 'all' or 'each', not {positions!r}")
+    if positions not in POSITIONS + ("each",):
+        raise InterpError(f"positions must be 'last', 'all', 'roles' or 'each', not {positions!r}")
     L, H = model.layout.n_layers, model.layout.n_heads
-    sums: dict[int | None, torch.Tensor] = {}
+    sums: dict[int | str | None, torch.Tensor] = {}
     count = 0
+
+    def add(key, part):
+        sums[key] = sums.get(key, torch.zeros(L, H, dtype=torch.float64)) + part.cpu()
+
     for run in prepared.runs:
         if method == "attribution":
             grads = _z_grads(model, run)
@@ -267,23 +340,27 @@ def gradient_scores(model, prepared: Prepared, method: str = "attribution", posi
                 clean, corrupt = embed(run.batch.clean), embed(run.batch.corrupt)
             grads = sum(_z_grads(model, run, clean + (k + 0.5) / ig_steps * (corrupt - clean)) for k in range(ig_steps))
             grads = grads / ig_steps
-        per_position = ((run.corrupt_z - run.clean_z) * grads).sum(-1).sum(0)  # [L, H, N]
+        per_prompt = ((run.corrupt_z - run.clean_z) * grads).sum(-1)  # [B, L, H, N]
+        per_position = per_prompt.sum(0)
         n = per_position.shape[-1]
         if positions == "each":
             for p in range(n):
-                sums[p - n] = sums.get(p - n, torch.zeros(L, H, dtype=torch.float64)) + per_position[..., p].cpu()
+                add(p - n, per_position[..., p])
+        elif positions == "roles":
+            rows = torch.arange(per_prompt.shape[0], device=per_prompt.device)
+            for role in prepared.task.role_names:
+                add(role, per_prompt[rows, :, :, run.batch.roles[role].to(per_prompt.device)].sum(0))
         else:
-            part = per_position[..., -1] if positions == "last" else per_position.sum(-1)
-            sums[None] = sums.get(None, torch.zeros(L, H, dtype=torch.float64)) + part.cpu()
+            add(None, per_position[..., -1] if positions == "last" else per_position.sum(-1))
         count += run.batch.clean.shape[0]
     scale = prepared.scale
     rows = []
-    for offset, total in sums.items():
+    for key, total in sums.items():
         for l in range(L):
             for h in range(H):
                 row = {"layer": l, "head": h, "score": float(total[l, h]) / count / scale}
-                if offset is not None:
-                    row["position"] = offset
+                if key is not None:
+                    row["role" if positions == "roles" else "position"] = key
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -338,6 +415,61 @@ def path_patching(model, prepared: Prepared, sender: Head, receivers: list[Head]
     return float(prepared.normalise(torch.tensor(total / count, dtype=torch.float64)))
 
 
+@torch.no_grad()
+def path_effects(model, prepared: Prepared, senders: list[Head], receivers: list[Head] = (), role: str | None = None,
+                 source: str = "corrupt", chunk: int = ROW_CHUNK) -> dict[Head, float]:
+    """path_patching for many senders at once, one sender per batch row: the normalised effect
+    of the path sender -> receivers. With no receivers, the path sender -> logits (every other
+    head frozen at its clean z, MLPs recomputed: Wang et al.'s direct path). role: the sender
+    is changed at that role's position of each prompt only (its effect on the receivers then
+    runs through what they read at that position, or their query there). source: the
+    sender's corrupted z, or "mean" (its mean z over the task's prompts of that length)."""
+    senders, receivers = list(model.heads(senders)) if senders else [], list(model.heads(receivers)) if receivers else []
+    if receivers and any(r[0] <= s[0] for s in senders for r in receivers):
+        raise InterpError("receivers must lie in later layers than every sender")
+    if source not in ("corrupt", "mean"):
+        raise InterpError(f"path source must be 'corrupt' or 'mean', not {source!r}")
+    frozen = [h for h in all_heads(model) if h not in receivers]
+    totals = torch.zeros(len(senders), dtype=torch.float64)
+    count = 0
+    for run in prepared.runs:
+        B, n = run.batch.clean.shape
+        values = run.corrupt_z if source == "corrupt" else run.clean_z.mean(0, keepdim=True).expand_as(run.clean_z)
+        start = int(first_change(run).min()) if source == "corrupt" else 0
+        if role is not None:
+            values = at_role(run, values, role)
+            start = max(start, int(run.batch.roles[role].min()))
+        start = min(start, n - 1)
+        prefix = model.prefill(run.batch.clean[:, :start]) if start > 0 else None
+        clean_z, values = run.clean_z[:, :, :, start:], values[:, :, :, start:]
+        pairs = [(j, b) for j in range(len(senders)) for b in range(B)]
+        for first in range(0, len(pairs), chunk):
+            part = pairs[first : first + chunk]
+            rows = torch.tensor([b for _, b in part], device=model.device)
+            mask = _mask(model, len(part), [[senders[j]] for j, _ in part]).to(model.device)
+
+            def cache():
+                if prefix is None:
+                    return None
+                copied = copy.deepcopy(prefix)
+                copied.batch_select_indices(rows)
+                return copied
+
+            ids = run.batch.clean[rows, start:]
+            freeze = head_ablation("patch", frozen, values=clean_z, source=rows)
+            change = head_ablation("patch", senders, values=values, source=rows, mask=mask)
+            with model.capture(z=True) as cap, model.intervene(freeze, change):
+                logits = last_logits(model, ids, cache=cache())
+            if receivers:
+                with model.intervene(head_ablation("patch", receivers, values=cap.z)):
+                    logits = last_logits(model, ids, cache=cache())
+            m = logit_diff(logits, run.batch, rows).cpu()
+            for (j, _), value in zip(part, m):
+                totals[j] += float(value)
+        count += B
+    return {s: float(prepared.normalise(totals[j] / count)) for j, s in enumerate(senders)}
+
+
 # ---- circuits and faithfulness -------------------------------------------------------------------
 
 
@@ -358,7 +490,8 @@ def set_metrics(model, prepared: Prepared, head_sets: list[list[Head]], ablation
         B = run.batch.clean.shape[0]
         prompts = [b for _ in ablated for b in range(B)]
         sets = [a for a in ablated for _ in range(B)]
-        m = patched_metrics(model, run, prompts, sets, ablation_values(run, ablation), "all")
+        start = int(first_change(run).min()) if ablation == "patch" else 0  # corrupted z = clean z before it
+        m = patched_metrics(model, run, prompts, sets, ablation_values(run, ablation), "all", start=start)
         totals += m.view(len(head_sets), B).sum(1).cpu()
         count += B
     return (totals / count).tolist()
@@ -446,10 +579,16 @@ def faithfulness_of(model, prepared: Prepared, heads: list[Head], ablation: str 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DEFAULT_TASKS, ablation="patch",
          target=0.8, rank_by="ig", exact="verify", verify_top=20, verify_random=20, ig_steps=5,
-         positions="last", order="abs") -> dict[str, pd.DataFrame]:
+         positions="last", order="abs", classes: bool = False) -> dict[str, pd.DataFrame]:
     """Importance of every head for each task (attribution, integrated gradients, exact
     patching of the verified heads or of all heads with exact="all"), each task's circuit
     ranked by `rank_by`, and the overlap of every pair of circuits.
+
+    positions: "last", "all", or "roles": importance at all positions, plus the table
+    <task>_positions (attribution, IG and exact patching per head and role; exact for every
+    head with exact="all", else for the verified heads). classes=True: for ioi and
+    colored_objects, the IOI head classes (analyses.circuit_classes): <task>_classes,
+    <task>_class_edges, their circuit in the summary and class_overlap between tasks.
 
     tasks: names (ioi, colored_objects, induction), paths of task files, or Task objects;
     a comma-separated string works too. samples: prompts per task (default 32)."""
@@ -458,8 +597,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
         raise InterpError(f"unknown ablation '{ablation}': choose from {', '.join(ABLATIONS)}")
     if rank_by not in METHODS:
         raise InterpError(f"rank_by must be one of {', '.join(METHODS)}, not {rank_by!r}")
-    if positions not in ("last", "all"):
-        raise InterpError("scan positions must be 'last' or 'all'; per-position scores: "
+    if positions not in POSITIONS:
+        raise InterpError("scan positions must be 'last', 'all' or 'roles'; per-position scores: "
                           "exact_patching(..., positions='each') or gradient_scores(..., positions='each')")
     if exact not in ("verify", "all"):
         raise InterpError(f"exact must be 'verify' or 'all', not {exact!r}")
@@ -471,10 +610,11 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
         prepared[task.name] = prepare(model, task, max_length)
         if task.name not in done:
             done[task.name] = _task_tables(model, prepared[task.name], ablation, target, rank_by, exact, verify_top,
-                                           verify_random, ig_steps, positions, seed, order)
+                                           verify_random, ig_steps, positions, seed, order, classes)
             if results is not None:
                 results.save_progress(NAME, task.name, done[task.name])
-        outputs[task.name] = {k: pd.DataFrame(v) for k, v in done[task.name].items()}
+        outputs[task.name] = {k: pd.DataFrame(v, columns=CLASS_COLUMNS if k == "classes" and not v else None)
+                              for k, v in done[task.name].items()}
         table = outputs[task.name]["heads"]
         circuits[task.name] = [(int(r.layer), int(r.head)) for r in table[table["in_circuit"]].sort_values("rank").itertuples()]
 
@@ -499,8 +639,16 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, tasks=DE
     tables = {"heads": heads}
     for name in names:
         tables[name] = outputs[name]["heads"]
+        for kind in PER_TASK:
+            if kind in outputs[name]:
+                tables[f"{name}_{kind}"] = outputs[name][kind]
     for key in ("faithfulness", "verification", "summary"):
         tables[key] = pd.concat([outputs[n][key] for n in names], ignore_index=True)
+    with_classes = {n: outputs[n]["classes"] for n in names if "classes" in outputs[n]}
+    if len(with_classes) > 1:
+        from interp.analyses.circuit_classes import class_overlap
+
+        tables["class_overlap"] = class_overlap(with_classes, model.layout.n_total_heads)
     tables["overlap"] = pd.DataFrame(overlaps, columns=["task_a", "task_b", "size_a", "size_b", "intersection", "iou",
                                                         "containment_a", "containment_b", "chance_intersection",
                                                         "chance_iou", "p_value", "spearman_importance",
@@ -517,16 +665,17 @@ def _task_list(model, tasks, n, seed) -> list[Task]:
     names = [t.name for t in made]
     if len(set(names)) != len(names):
         raise InterpError(f"tasks must have different names, got {', '.join(names)}")
-    clash = [name for name in names if name in RESERVED]
+    clash = [name for name in names if name in RESERVED or name.endswith(tuple(f"_{k}" for k in PER_TASK))]
     if clash:
         raise InterpError(f"task name {clash[0]!r} is reserved for another table: rename the task file")
     return made
 
 
 def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, verify_top, verify_random, ig_steps,
-                 positions, seed, order) -> dict[str, list[dict]]:
+                 positions, seed, order, classes=False) -> dict[str, list[dict]]:
     """Everything measured on one task, as JSON-able records (saved as scan progress)."""
     name = prepared.task.name
+    roles, positions = positions == "roles", "all" if positions == "roles" else positions
     scores = {"attribution": gradient_scores(model, prepared, "attribution", positions),
               "ig": gradient_scores(model, prepared, "ig", positions, ig_steps)}
     exact_all = exact_patching(model, prepared, positions=positions) if exact == "all" else None
@@ -534,6 +683,10 @@ def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, ve
         scores["exact"] = exact_all
     verification, check = verify(model, prepared, scores["attribution"], verify_top, verify_random, seed, positions,
                                  exact_all)
+    extra = {}
+    if roles:
+        verified = list(zip(verification["layer"].astype(int), verification["head"].astype(int)))
+        extra["positions"] = role_table(model, prepared, None if exact == "all" else verified, ig_steps)
     circuit = find_circuit(model, prepared, scores[rank_by], target, ablation, order=order)
 
     heads = scores[rank_by][["layer", "head", "score"]].copy()
@@ -560,8 +713,29 @@ def _task_tables(model, prepared: Prepared, ablation, target, rank_by, exact, ve
         "m_empty": circuit.m_empty, "cpr": circuit.cpr, "cmd": circuit.cmd, "non_monotone": circuit.non_monotone,
         "exceeds_one": circuit.exceeds_one, **{f"verify_{k}": v for k, v in check.items()},
     }
+    if classes and name in ("ioi", "colored_objects") and prepared.task.roles:
+        from interp.analyses.circuit_classes import find_classes
+
+        found = find_classes(model, prepared, heads[["layer", "head", "score"]], target)
+        extra["classes"], extra["class_edges"] = found.classes.assign(task=name), found.edges.assign(task=name)
+        extra["class_evidence"] = found.evidence.assign(task=name)
+        summary.update(found.summary)
     return {"heads": heads.to_dict("records"), "faithfulness": curve.to_dict("records"),
-            "verification": verification.to_dict("records"), "summary": [summary]}
+            "verification": verification.to_dict("records"), "summary": [summary],
+            **{kind: table.to_dict("records") for kind, table in extra.items()}}
+
+
+def role_table(model, prepared: Prepared, exact_heads: list[Head] | None, ig_steps: int = 5) -> pd.DataFrame:
+    """Head x role: attribution, IG and exact patching (of exact_heads, all if None; NaN for
+    the others) at each role's position of each prompt, in the task's role order."""
+    keys = ["layer", "head", "role"]
+    table = gradient_scores(model, prepared, "attribution", "roles").rename(columns={"score": "attribution"})
+    ig = gradient_scores(model, prepared, "ig", "roles", ig_steps).rename(columns={"score": "ig"})
+    exact = exact_patching(model, prepared, exact_heads, positions="roles").rename(columns={"score": "exact"})
+    table = table.merge(ig, on=keys).merge(exact, on=keys, how="left")
+    order = {role: i for i, role in enumerate(prepared.task.role_names)}
+    table = table.assign(order=table["role"].map(order)).sort_values(["layer", "head", "order"])
+    return table.assign(task=prepared.task.name)[[*keys, "exact", "attribution", "ig", "task"]].reset_index(drop=True)
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
@@ -573,7 +747,34 @@ def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
         reached = "" if task["reached"] else ", not reached"
         lines.append(f"{task['task']}: {MEASURE} ({task['rank_by']}) top {top}; circuit of {task['circuit_size']} heads, "
                      f"faithfulness {task['faithfulness']:.2f} (target {task['target']:g}{reached})")
+        roles = tables.get(f"{task['task']}_positions")
+        if roles is not None and len(roles):
+            lines.append(f"{task['task']} by role: {_role_text(roles)}")
+        if pd.notna(task.get("class_circuit_size", float("nan"))):
+            lines.append(f"{task['task']} head classes: {_classes_text(tables.get(task['task'] + '_classes'))}; class circuit "
+                         f"{int(task['class_circuit_size'])} heads, faithfulness {task['class_circuit_faithfulness']:.2f} "
+                         f"(mean ablation) beside the greedy circuit's {int(task['greedy_size'])} heads for "
+                         f"{task['greedy_target']:g} ({task['greedy_same_size_faithfulness']:.2f} at the same size)")
     for pair in tables.get("overlap", pd.DataFrame()).to_dict("records"):
         lines.append(f"{pair['task_a']} / {pair['task_b']}: circuits share {pair['intersection']} of their heads, IoU {pair['iou']:.2f} "
                      f"(chance {pair['chance_iou']:.2f}, p = {pair['p_value']:.2g})")
     return lines
+
+
+def _role_text(roles: pd.DataFrame, k: int = 3) -> str:
+    """The k largest |effects| of a head at a role other than END, then at END (exact where
+    measured, else attribution)."""
+    column = "exact" if roles["exact"].notna().any() else "attribution"
+    scored = roles.dropna(subset=[column]).assign(size=lambda t: t[column].abs())
+    top = lambda part, at: ", ".join(f"{int(r.layer)}.{int(r.head)}{f' at {r.role}' if at else ''} ({getattr(r, column):+.3g})"
+                                     for r in part.nlargest(k, "size").itertuples())
+    return (f"{column}, before END {top(scored[scored.role != 'END'], True)}; "
+            f"at END {top(scored[scored.role == 'END'], False)}")
+
+
+def _classes_text(classes: pd.DataFrame | None) -> str:
+    if classes is None or not len(classes):
+        return "none found"
+    groups = classes.groupby("class", sort=False)
+    return "; ".join(f"{name} " + ", ".join(f"{int(r.layer)}.{int(r.head)}" for r in group.itertuples())
+                     for name, group in groups)

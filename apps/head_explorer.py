@@ -2,6 +2,7 @@
 
     interp explore results/smollm2
     streamlit run apps/head_explorer.py -- results/smollm2      (the same)
+    streamlit run apps/head_explorer.py -- results/smollm2 results/gemma   (Models tab: beside another model)
 
 It reads only the results format (interp.run.results). Browsing needs no model; the model named
 in the manifest is loaded the first time a panel runs it (attention pattern, ablation) and
@@ -20,7 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from interp import report
+from interp import compare, report
 from interp.runtime.ablation import Mode, ablation_effect, make_intervention
 from interp.data import load_prompts
 from interp.base.errors import InterpError
@@ -283,6 +284,50 @@ def attention_figure(model, layer: int, head: int, prompt: str) -> go.Figure:
     return fig
 
 
+def image_panel(layer: int, head: int, manifest: dict) -> None:
+    """A vision model's head on an image: its attention from the last prompt position on each
+    image token, drawn over the image (analyses.divergence.image_attention)."""
+    from interp.analyses import divergence as dv
+    from interp.analyses.sinks import image_inputs
+
+    st.subheader(f"Head {layer}.{head} on an image")
+    left, right = st.columns(2)
+    scenes = dict(dv.default_scenes())  # held-out synthetic scenes, as `interp scan --analyses vhd` uses
+    key = left.selectbox("Held-out scene", list(scenes), key="image_scene")
+    upload = right.file_uploader("or an image of your own", type=["png", "jpg", "jpeg"], key="image_upload")
+    prompt = st.text_input("Prompt", "Describe the image.", key="image_prompt")
+    if not st.toggle("Show this head on the image (runs the model)", key="image_on"):
+        return
+    model = model_or_stop(manifest)
+    if model is None:
+        return
+    if upload is not None:
+        from PIL import Image
+
+        key, image = upload.name, Image.open(upload).convert("RGB")
+    else:
+        image = scenes[key]
+    try:
+        grid = dv.image_attention(model, image_inputs(model, image, prompt), layer, head).numpy()
+    except InterpError as e:  # e.g. a text-only model, or a grid that is not square
+        st.error(str(e))
+        return
+    st.caption(f"attention on the image from the last prompt position: {grid.sum():.3f} of the head's attention")
+    st.plotly_chart(image_attention_figure(image, grid, f"head {layer}.{head} on {key}"), key="image_attention")
+
+
+def image_attention_figure(image, grid, title: str) -> go.Figure:
+    """The image with a grid of attention [rows, cols] laid over it, one cell per image token."""
+    import numpy as np
+
+    width, height = image.size
+    fig = go.Figure(go.Image(z=np.asarray(image)))
+    fig.add_trace(go.Heatmap(z=grid, x0=width / grid.shape[1] / 2, dx=width / grid.shape[1], y0=height / grid.shape[0] / 2,
+                             dy=height / grid.shape[0], opacity=0.45, colorscale="Reds", colorbar_title="attention"))
+    fig.update_layout(title=title, width=520, height=480, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 def ablation_panel(layer: int, head: int, n_layers: int, n_heads: int, manifest: dict) -> None:
     all_heads = [f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)]
     chosen = st.multiselect("Heads", all_heads, default=[f"{layer}.{head}"], key="ablate_heads")
@@ -371,8 +416,10 @@ def circuit_tables(per_sample: dict[str, dict[str, pd.DataFrame]]) -> tuple[dict
     return found, overlap
 
 
-def circuits_panel(found: dict, overlap: pd.DataFrame | None, layout: dict, selected: tuple[int, int]) -> None:
-    """A task's importance heat map with its circuit heads outlined, and the overlap of circuits."""
+def circuits_panel(found: dict, overlap: pd.DataFrame | None, layout: dict, selected: tuple[int, int],
+                   per_sample: dict | None = None) -> None:
+    """A task's importance heat map with its circuit heads outlined, its head classes and effects
+    per position role where the scan measured them, and the overlap of circuits."""
     task = st.radio("Task", list(found), horizontal=True, key="circuit_task")
     analysis, df = found[task]
     circuit = df[df["in_circuit"].astype(bool)]
@@ -385,6 +432,15 @@ def circuits_panel(found: dict, overlap: pd.DataFrame | None, layout: dict, sele
     chart_key = "heatmap_circuit"
     st.plotly_chart(fig, key=chart_key, on_select=partial(pick_from_heatmap, chart_key), selection_mode="points")
     st.dataframe(circuit.sort_values("rank") if "rank" in circuit else circuit, hide_index=True, key="circuit_heads")
+    tables = (per_sample or {}).get(analysis, {})
+    if f"{task}_classes" in tables and f"{task}_class_edges" in tables:  # --set classes=true (ioi, colored_objects)
+        from interp.analyses.circuit_classes import diagrams
+
+        st.plotly_chart(diagrams(tables)[task], key="circuit_classes")
+        st.dataframe(tables[f"{task}_classes"], hide_index=True, key="circuit_class_heads")
+    if f"{task}_positions" in tables:  # --set positions=roles
+        st.markdown("**Effect of each head at each position role** (exact patching where measured)")
+        st.dataframe(tables[f"{task}_positions"], hide_index=True, key="circuit_positions")
     if overlap is not None and len(overlap):
         st.markdown("**Overlap of the circuits** (iou = |A & B| / |A u B|, containment_a = |A & B| / |A|, "
                     "chance_iou for random sets of the same sizes, p_value hypergeometric)")
@@ -414,6 +470,40 @@ def atlas_panel(measures: report.Measures, results: ResultsDir) -> None:
     st.dataframe(report.atlas_table(measures), hide_index=True, key="atlas_table")
 
 
+# ---- models: this directory beside other models' (the same functions as `interp report A B`) --------
+
+
+def models_panel(results: ResultsDir) -> None:
+    """This results directory beside other models' (interp.compare): the papers' claims per model and
+    whether the models agree, the heads above the papers' thresholds, scores against relative depth,
+    and which head types coincide within each model."""
+    others = st.text_area("Other models' results directories, one a line", value="\n".join(sys.argv[2:]), key="models_dirs",
+                          help="directories written by `interp scan --model ...`; `streamlit run apps/head_explorer.py "
+                               "-- DIR OTHER ...` fills this in")
+    paths = [str(results.path)] + [line.strip() for line in others.splitlines() if line.strip()]
+    if len(paths) < 2:
+        st.info("Add the results directory of another model to compare this one with.")
+        return
+    try:
+        models = compare.load_models(paths)
+        claims, shares = compare.claims_table(models), compare.share_table(models)
+        coincidences = compare.coincidence_table(models)
+    except InterpError as e:
+        st.error(str(e))
+        return
+    for note in compare.same_model_notes(models) + compare.settings_notes(models):
+        st.warning(note)
+    st.markdown("**The papers' claims**")
+    st.dataframe(claims.drop(columns=["verdict"]), hide_index=True, key="models_claims")
+    st.markdown("\n".join(f"- **{claim}**: {verdict}" for claim, verdict in zip(claims["claim"], claims["verdict"])))
+    st.markdown("**Heads above the papers' thresholds** (and their median relative depth)")
+    st.dataframe(shares, hide_index=True, key="models_shares")
+    measure = st.selectbox("Scores against relative depth", compare.depth_measures(models), key="models_measure")
+    st.plotly_chart(compare.depth_figure(models, measure), key="models_depth")
+    st.markdown("**Which head types coincide within each model** (top-k overlap against chance)")
+    st.markdown("\n".join(f"- {line}" for line in compare.coincidence_lines(models, coincidences)) or "Nothing to compare.")
+
+
 # ---- page ----------------------------------------------------------------------------------------
 
 
@@ -433,8 +523,8 @@ def main() -> None:
     layer, head = head_picker(n_layers, n_heads, best)
 
     found, overlap = circuit_tables(per_sample)
-    heads_tab, compare_tab, ablate_tab, atlas_tab, *circuits_tab = st.tabs(
-        ["Heads", "Compare", "Ablate", "Atlas"] + (["Circuits"] if found else []))
+    heads_tab, compare_tab, ablate_tab, atlas_tab, models_tab, *circuits_tab = st.tabs(
+        ["Heads", "Compare", "Ablate", "Atlas", "Models"] + (["Circuits"] if found else []))
     with heads_tab:
         name = st.radio("Analysis", list(tables), horizontal=True, key="analysis")
         analysis_panel(name, tables[name], measures, (layer, head))
@@ -442,15 +532,19 @@ def main() -> None:
         head_summary(layer, head, tables, measures)
         score_distribution(name, layer, head, tables[name], per_sample.get(name, {}), measures.label(name))
         attention_panel(layer, head, manifest)
+        if "vhd" in tables:  # a vision-language model's results: where the head looks in an image
+            image_panel(layer, head, manifest)
     with compare_tab:
         compare_panel(tables, measures)
     with ablate_tab:
         ablation_panel(layer, head, n_layers, n_heads, manifest)
     with atlas_tab:
         atlas_panel(measures, results)
+    with models_tab:
+        models_panel(results)
     if found:
         with circuits_tab[0]:
-            circuits_panel(found, overlap, {"n_layers": n_layers, "n_heads": n_heads}, (layer, head))
+            circuits_panel(found, overlap, {"n_layers": n_layers, "n_heads": n_heads}, (layer, head), per_sample)
 
 
 main()

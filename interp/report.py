@@ -371,6 +371,10 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
             parts.append(f"<div class='row'><div>{fig_html(heatmap_figure(measures, measure))}</div>"
                          f"<div><h3>top {k}: {html.escape(measures.title(measure))}</h3>"
                          f"{_table_html(top_heads_frame(measures, measure, k))}</div></div>")
+        if analysis == "circuits":  # its IOI head classes as Wang et al. drew them (analyses/circuit_classes.py)
+            from interp.analyses.circuit_classes import diagrams
+
+            parts += [fig_html(fig) for fig in diagrams(results.read_tables(analysis)).values()]
     if len(measures.names) > 1:
         parts.append("<h2>Overlap and rank correlation</h2>")
         parts.append(f"<p>{html.escape(chance_note(measures, k))}</p>")

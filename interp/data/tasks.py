@@ -17,6 +17,19 @@ it is one token of the tokenizer at hand, with its leading space):
 A user's task: `load_task(path)` reads a JSONL or CSV with columns clean, corrupt,
 answer, counterfactual.
 
+Position roles: the generators know where each role's token lies in every clean prompt, and
+`batches()` gives them as token positions (TaskBatch.roles: role -> LongTensor[B]):
+- ioi: S1 (the subject's first mention), S1+1 (the token after it), IO (the indirect
+  object's mention), S2 (the subject's second mention), END (the last token, " to");
+- colored_objects: object (the asked object's mention in the last list or question),
+  object+1 (the token after it), colour (that object's colour: the answer's mention),
+  query (the asked object at the end: " ring" before ":" / "pencil" in "the pencil?"), END;
+- induction: first (the first occurrence of the word repeated last), first+1 (the word
+  after it, the answer's mention), END;
+- a user's task file: END only.
+A role is stored per prompt as the character offset where its word ends (ROLE+1: the token
+after ROLE); the token position is the last token of the prompt's text up to that offset.
+
     task = make_task("ioi", model.tokenizer, n=32)
     for batch in task.batches(model.tokenizer): ...   # same-length groups, no padding
 """
@@ -26,6 +39,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,23 +67,32 @@ IOI_TEMPLATES = (
     "Then {A} and {B} walked into the {place}, and {S} offered a {gift} to",
 )
 IOI_CORRUPTIONS = ("abc", "s2_swap")
+IOI_ROLES = ("S1", "S1+1", "IO", "S2", "END")
+COLORED_ROLES = ("object", "object+1", "colour", "query", "END")
+INDUCTION_ROLES = ("first", "first+1", "END")
 COLORED_FORMS = ("list", "paper")
 GENERATORS = ("ioi", "colored_objects", "induction")
 
 
 @dataclass
 class TaskBatch:
-    """Prompts of one token length: clean and corrupt ids [B, N], answers [B], row indices."""
+    """Prompts of one token length: clean and corrupt ids [B, N], answers [B], row indices, and
+    the token position of each role in each prompt (role -> [B]; "END" always)."""
 
     clean: torch.Tensor
     corrupt: torch.Tensor
     answer: torch.Tensor
     counterfactual: torch.Tensor
     index: list[int]
+    roles: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if "END" not in self.roles:
+            self.roles = {**self.roles, "END": torch.full((self.clean.shape[0],), self.clean.shape[1] - 1)}
 
     def to(self, device) -> "TaskBatch":
         return TaskBatch(self.clean.to(device), self.corrupt.to(device), self.answer.to(device),
-                         self.counterfactual.to(device), self.index)
+                         self.counterfactual.to(device), self.index, {k: v.to(device) for k, v in self.roles.items()})
 
 
 @dataclass
@@ -81,6 +104,7 @@ class Task:
     counterfactual: list[str]
     description: str = ""
     params: dict = field(default_factory=dict)
+    roles: list[dict[str, int]] | None = None  # per prompt: role -> character offset where its word ends
 
     def __post_init__(self):
         n = len(self.clean)
@@ -88,6 +112,14 @@ class Task:
             raise InterpError(f"task '{self.name}' has no prompts")
         if not len(self.corrupt) == len(self.answer) == len(self.counterfactual) == n:
             raise InterpError(f"task '{self.name}': clean, corrupt, answer and counterfactual must have one entry per prompt")
+        if self.roles is not None and len(self.roles) != n:
+            raise InterpError(f"task '{self.name}': roles must have one entry per prompt")
+
+    @property
+    def role_names(self) -> list[str]:
+        """The task's roles in prompt order of the first prompt, END last."""
+        named = list(self.roles[0]) if self.roles else []
+        return [r for r in named if r != "END"] + ["END"]
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -106,14 +138,43 @@ class Task:
             counter = single_token(tokenizer, self.counterfactual[i], f"task '{self.name}' row {i} counterfactual")
             if answer == counter:
                 raise InterpError(f"task '{self.name}' row {i}: answer and counterfactual are the same token")
-            groups.setdefault(len(clean), []).append((clean, corrupt, answer, counter, i))
+            roles = self.token_roles(tokenizer, i, clean)
+            groups.setdefault(len(clean), []).append((clean, corrupt, answer, counter, i, roles))
         return [TaskBatch(torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows]),
-                          torch.tensor([r[2] for r in rows]), torch.tensor([r[3] for r in rows]), [r[4] for r in rows])
+                          torch.tensor([r[2] for r in rows]), torch.tensor([r[3] for r in rows]), [r[4] for r in rows],
+                          {role: torch.tensor([r[5][role] for r in rows]) for role in rows[0][5]})
                 for _, rows in sorted(groups.items())]
+
+    def token_roles(self, tokenizer, i: int, clean_ids: list[int]) -> dict[str, int]:
+        """Role -> token position in prompt i (ROLE+1: the token after ROLE; END: the last)."""
+        positions = {}
+        for role, end in (self.roles[i] if self.roles else {}).items():
+            if role.endswith("+1"):
+                continue
+            prefix = _ids(tokenizer, self.clean[i][:end])
+            if prefix != clean_ids[: len(prefix)]:  # the word's end splits a token of the whole prompt
+                raise InterpError(f"task '{self.name}' row {i}: role {role} does not end on a token boundary")
+            positions[role] = len(prefix) - 1
+        for role in self.roles[i] if self.roles else {}:
+            if role.endswith("+1"):
+                positions[role] = positions[role[:-2]] + 1
+        positions["END"] = len(clean_ids) - 1
+        return {role: positions[role] for role in [*(self.roles[i] if self.roles else {}), "END"]}
 
 
 def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text)["input_ids"]
+
+
+def _fill(template: str, **words) -> tuple[str, dict[str, int]]:
+    """template.format(**words) and, per field, the character offset where its word ends."""
+    text, ends = "", {}
+    for literal, field_name, _, _ in string.Formatter().parse(template):
+        text += literal
+        if field_name is not None:
+            text += words[field_name]
+            ends[field_name] = len(text)
+    return text, ends
 
 
 def single_token(tokenizer, text: str, what: str) -> int:
@@ -160,9 +221,11 @@ def ioi(tokenizer, n: int = 32, seed: int = 0, corruption: str = "abc") -> Task:
         io, s, other = rng.sample(names, 3)
         first, second = (io, s) if rng.random() < 0.5 else (s, io)  # ABBA and BABA orders
         words = dict(A=first, B=second, place=rng.choice(places), gift=rng.choice(gifts))
-        clean = template.format(S=s, **words)
+        clean, ends = _fill(template, S=s, **words)
         corrupt = template.format(S=other if corruption == "abc" else io, **words)
-        rows.append((clean, corrupt, " " + io, " " + s))
+        s1, io_end = (ends["A"], ends["B"]) if first == s else (ends["B"], ends["A"])
+        roles = {"S1": s1, "S1+1": s1, "IO": io_end, "S2": ends["S"], "END": len(clean)}
+        rows.append((clean, corrupt, " " + io, " " + s, roles))
     return _task("ioi", rows, f"indirect object identification, corruption {corruption}", dict(corruption=corruption))
 
 
@@ -179,22 +242,45 @@ def colored_objects(tokenizer, n: int = 32, seed: int = 0, form: str = "list", s
         for _ in range(shots):
             items = list(zip(rng.sample(objects, n_objects), rng.sample(colours, n_objects)))
             obj, colour = rng.choice(items)
-            examples.append(render(items, obj) + " " + colour)
+            examples.append(render(items, obj)[0] + " " + colour)
         items = list(zip(rng.sample(objects, n_objects), rng.sample(colours, n_objects)))
         (obj, colour), (other, other_colour) = rng.sample(items, 2)
         prefix = "".join(e + "\n\n" for e in examples)
-        rows.append((prefix + render(items, obj), prefix + render(items, other), " " + colour, " " + other_colour))
+        clean, ends = render(items, obj)
+        ends.update({"object+1": ends["object"], "END": len(clean)})
+        roles = {role: len(prefix) + ends[role] for role in COLORED_ROLES}
+        rows.append((prefix + clean, prefix + render(items, other)[0], " " + colour, " " + other_colour, roles))
     return _task("colored_objects", rows, f"Colored Objects, {form} form, {shots}-shot", dict(form=form, shots=shots))
 
 
-def _colour_list(items, asked) -> str:
-    return ", ".join(f"{o}: {c}" for o, c in items) + f"\n{asked}:"
+def _colour_list(items, asked) -> tuple[str, dict[str, int]]:
+    """The list and the question, with the ends of the asked object's mention, its colour and the query."""
+    text, ends = "", {}
+    for k, (o, c) in enumerate(items):
+        text += (", " if k else "") + o
+        if o == asked:
+            ends["object"] = len(text)
+        text += ": " + c
+        if o == asked:
+            ends["colour"] = len(text)
+    text += "\n" + asked
+    ends["query"] = len(text)
+    return text + ":", ends
 
 
-def _colour_question(items, asked) -> str:
+def _colour_question(items, asked) -> tuple[str, dict[str, int]]:
     article = lambda colour: "an" if colour[0] in "aeiou" else "a"
-    seen = ", ".join(f"{article(c)} {c} {o}" for o, c in items[:-1]) + f", and {article(items[-1][1])} {items[-1][1]} {items[-1][0]}"
-    return f"Q: On the table, I see {seen}. What color is the {asked}?\nA:"
+    text, ends = "Q: On the table, I see ", {}
+    for k, (o, c) in enumerate(items):
+        text += (", " if 0 < k < len(items) - 1 else ", and " if k else "") + f"{article(c)} {c}"
+        if o == asked:
+            ends["colour"] = len(text)
+        text += " " + o
+        if o == asked:
+            ends["object"] = len(text)
+    text += ". What color is the " + asked
+    ends["query"] = len(text)
+    return text + "?\nA:", ends
 
 
 def induction(tokenizer, n: int = 32, seed: int = 0, length: int = 8) -> Task:
@@ -208,14 +294,16 @@ def induction(tokenizer, n: int = 32, seed: int = 0, length: int = 8) -> Task:
         cut = rng.randrange(1, length - 1)  # the prompt repeats seq[:cut + 1]; the answer is seq[cut + 1]
         corrupt_seq = seq[: cut + 1] + [spare] + seq[cut + 2 :]
         repeat = " ".join(seq[: cut + 1])
-        rows.append((" ".join(seq) + ". " + repeat, " ".join(corrupt_seq) + ". " + repeat,
-                     " " + seq[cut + 1], " " + spare))
+        first = len(" ".join(seq[: cut + 1]))  # the end of seq[cut], the word repeated last
+        clean = " ".join(seq) + ". " + repeat
+        rows.append((clean, " ".join(corrupt_seq) + ". " + repeat, " " + seq[cut + 1], " " + spare,
+                     {"first": first, "first+1": first, "END": len(clean)}))
     return _task("induction", rows, "induction: copy the word that followed last time", dict(length=length))
 
 
 def _task(name, rows, description, params) -> Task:
-    clean, corrupt, answer, counter = (list(x) for x in zip(*rows))
-    return Task(name, clean, corrupt, answer, counter, description, params)
+    clean, corrupt, answer, counter, roles = (list(x) for x in zip(*rows))
+    return Task(name, clean, corrupt, answer, counter, description, params, roles)
 
 
 # ---- a user's task ---------------------------------------------------------------------------
