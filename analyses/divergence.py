@@ -283,6 +283,30 @@ def generate_vhr(model, inputs: dict, context_span=None, max_new_tokens: int = 3
         return model.generate(inputs, max_new_tokens=max_new_tokens, output_logits=True), r
 
 
+# ---- where a head looks in the image ------------------------------------------------------------
+
+
+@torch.no_grad()
+def image_attention(model, inputs: dict, layer: int, head: int, position: int = -1) -> torch.Tensor:
+    """A head's attention on each image token, [rows, cols] in the image's grid (the tokens are
+    the grid flattened row by row, as LLaVA-family models with square grids lay them out), from
+    the query at `position` (default the last prompt position, the one VHD reads). Sums to the
+    head's image mass there (at most 1)."""
+    model.layout.check_head(layer, head)
+    image = image_positions(model, inputs)
+    if not image:
+        raise InterpError("no image tokens in these inputs: build them with analyses.sinks.image_inputs(model, image, prompt)")
+    side = int(round(len(image) ** 0.5))
+    if side * side != len(image):
+        raise InterpError(f"{len(image)} image tokens do not form a square grid: read cap.pattern for this model instead")
+    n = inputs["input_ids"].shape[1]
+    query = position % n
+    with model.capture(pattern=True, layers=[layer], heads=[head], positions=[query]) as cap:
+        model.base_forward(inputs)
+    row = cap.pattern[0, 0, 0, 0].float().cpu()  # [keys]
+    return row[image].reshape(side, side)
+
+
 # ---- data: counterfactual-context questions -------------------------------------------------------
 
 

@@ -303,6 +303,24 @@ def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tm
     assert heatmap["layout"]["xaxis"]["range"] == [-0.5, 2.5]
     assert any("over 2 rows of vhd.samples" in c["layout"].get("title", {}).get("text", "") for c in charts(at))
 
+    # the Image view: the chosen head's attention over the grid of a held-out scene, drawn over it
+    from interp.runtime import models
+    from tests.tiny import values
+
+    assert not [c for c in charts(at) if c["data"][0]["type"] == "image"]  # nothing runs before the toggle
+    monkeypatch.setattr(models, "load_model", lambda source, **kw: llava)
+    at.selectbox(key="layer").set_value(VISION_HEAD[0]).run()
+    at.selectbox(key="head").set_value(VISION_HEAD[1]).run()
+    at.toggle(key="image_on").set_value(True).run()
+    assert not at.exception, at.exception
+    (figure,) = [c for c in charts(at) if c["data"][0]["type"] == "image"]
+    key = at.selectbox(key="image_scene").value
+    scene = dict(dv.default_scenes())[key]
+    expected = dv.image_attention(llava, image_inputs(llava, scene, "Describe the image."), *VISION_HEAD)
+    shown = values(figure["data"][1]["z"]).astype(float)
+    assert shown.shape == (4, 4) and torch.allclose(torch.tensor(shown), expected.double(), atol=1e-6)
+    assert f"head {VISION_HEAD[0]}.{VISION_HEAD[1]} on {key}" in figure["layout"]["title"]["text"]
+
 
 def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default_scan(tmp_path):
     from interp.cli import app
@@ -316,3 +334,28 @@ def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "vhd failed: vhd needs a vision-language model" in " ".join(result.output.split())
+
+
+def test_image_attention_is_the_heads_attention_row_on_the_image_tokens_in_grid_order(llava):
+    inputs = inputs_for(llava, "w0 <image> w5 w6 w7")
+    image = dv.image_positions(llava, inputs)
+    grid = dv.image_attention(llava, inputs, *VISION_HEAD)
+    # transformers' own attention weights of the eager implementation, read without interp
+    own = llava.hf.config._attn_implementation  # interp's, put back after
+    llava.hf.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            attentions = llava.hf(**inputs, output_attentions=True).attentions
+    finally:
+        llava.hf.set_attn_implementation(own)
+    layer, head = VISION_HEAD
+    expected = attentions[layer][0, head, -1, image].float()
+    assert grid.shape == (4, 4) and len(image) == 16
+    assert torch.allclose(grid.flatten(), expected, atol=1e-6)  # row by row: token k at (k // 4, k % 4)
+    assert 0 < grid.sum() <= 1 + 1e-6
+    first = dv.image_attention(llava, inputs, *VISION_HEAD, position=image[-1] + 1)  # another query, another row
+    assert not torch.allclose(first, grid)
+    with pytest.raises(InterpError, match="out of range"):
+        dv.image_attention(llava, inputs, 9, 0)
+    with pytest.raises(InterpError, match="no image tokens"):
+        dv.image_attention(llava, {"input_ids": inputs["input_ids"][:, :1]}, *VISION_HEAD)

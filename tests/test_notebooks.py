@@ -292,6 +292,29 @@ def _(nb):
             assert len(nb.table(snippet)) == rows
 
 
+@check("vision")
+def _(nb):
+    built = re.match(r"vision organism cached: (True|False)\n", nb.stdout("vision.is_built()"))
+    assert built, "the notebook says whether the organism is cached"
+    figure = nb.figure("scene_data.scenes(4")
+    assert [t["type"] for t in figure["data"]] == ["image"] * 4  # the generator works everywhere
+    if built[1] == "False":  # CI: nothing cached, nothing built
+        assert "python -m interp.organisms vision" in nb.stdout("vision.is_built()")
+        assert nb.stdout("dv.divergence(").startswith("not built") and nb.stdout("image_attention(").startswith("not built")
+        return
+    top = nb.table("dv.divergence(")
+    assert len(top) == 8 and is_descending(top["filtered"]) and (top["filtered"] > 0).all()
+    assert (top["vhd"] >= top["filtered"] - 1e-6).all()  # the filter only zeroes
+    assert ((top["layer"] >= 0) & (top["layer"] < N_LAYERS) & (top["head"] >= 0) & (top["head"] < N_HEADS)).all()
+    said = re.fullmatch(r"head (\d+)\.(\d+) puts ([\d.]+) of its attention on the image of (\S+)\n",
+                        nb.stdout("image_attention("))
+    assert said and (int(said[1]), int(said[2])) == (top["layer"].iloc[0], top["head"].iloc[0])
+    (heat,) = [t for t in nb.figure("image_attention(")["data"] if t["type"] == "heatmap"]
+    grid = values(heat["z"]).astype(float)
+    assert grid.shape == (4, 4) and (grid >= 0).all()
+    assert grid.sum() == pytest.approx(float(said[3]), abs=1e-4) and 0 < grid.sum() <= 1 + 1e-6
+
+
 def test_every_notebook_has_a_check_of_its_key_output():
     assert sorted(CHECKS) == [path.stem for path in NOTEBOOKS]
 

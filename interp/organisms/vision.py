@@ -173,6 +173,18 @@ def vision_dir(recipe: VisionRecipe = RECIPE) -> Path:
     return cache_dir() / "organisms" / f"{recipe.name}-{recipe.hash(base)}"
 
 
+def is_built(recipe: VisionRecipe = RECIPE) -> bool:
+    """Whether the recipe's build is in the cache (False, not an error, when the encoder weights
+    package is missing: nothing can be built or loaded then). Builds nothing."""
+    try:
+        return (vision_dir(recipe) / "config.json").is_file()
+    except (InterpError, OSError):
+        return False
+
+
+BUILD_COMMAND = "python -m interp.organisms vision"  # builds and caches the organism (~20 min on 2 cores)
+
+
 def vision_model(rebuild: bool = False, recipe: VisionRecipe | None = None):
     """The vision organism as an InterpModel (built and cached on first use): the named model "vision"."""
     from interp.runtime.models import load_model
