@@ -144,3 +144,15 @@ def test_bad_input():
         S.scenes(2, split="test")
     with pytest.raises(InterpError):
         S.make_scene(random.Random(0), n_objects=5)
+
+
+def test_real_photos_are_rgb_images_shipped_with_scikit_image():
+    from interp.data.scenes import PHOTOS, photos
+
+    loaded = photos()
+    assert [name for name, _ in loaded] == list(PHOTOS) and len(loaded) >= 6
+    for name, image in loaded:
+        assert image.mode == "RGB" and min(image.size) >= 256
+        assert len(set(image.resize((16, 16)).getdata())) > 2  # a picture, not a blank
+    with pytest.raises(InterpError, match="unknown photo"):
+        photos(["nope"])

@@ -316,3 +316,27 @@ def yes_no_scores(answers: list[str], truths: list[str]) -> dict:
     return {"n": len(answers), "accuracy": sum(y == t for y, t in zip(yes, truth)) / len(answers), "precision": precision,
             "recall": recall, "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             "yes_ratio": sum(yes) / len(answers), "unparsed": said.count(None) / len(answers)}
+
+
+# ---- real photos -----------------------------------------------------------------------------------
+
+# scikit-image's data module ships these in its wheel (no download); each is CC0 or public domain per its
+# docstring: NASA's astronaut, SpaceX's rocket, and CC0 photos of a cat, coffee, a horse and a cameraman
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "horse", "camera")
+
+
+def photos(names=PHOTOS) -> list[tuple[str, object]]:
+    """(name, RGB PIL image) of real photos from skimage.data, for VHD and head-on-image views."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    out = []
+    for name in names:
+        if name not in PHOTOS:
+            raise InterpError(f"unknown photo '{name}': choose from {', '.join(PHOTOS)}")
+        pixels = np.asarray(getattr(skimage.data, name)())
+        if pixels.dtype == bool:  # the horse is a silhouette mask
+            pixels = (~pixels).astype(np.uint8) * 255
+        out.append((name, Image.fromarray(pixels).convert("RGB")))
+    return out
