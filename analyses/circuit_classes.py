@@ -30,7 +30,7 @@ second John), END (" to"). The paper works backwards from the logits, and so doe
     its mean over the task's prompts instead.
 3.5 The circuit: the union of the classes, with every other head mean-ablated (Wang et al.:
     26 heads, 87% of the logit difference), beside the greedy circuit
-    (circuits.find_circuit with the same ablation) and the greedy ranking's top heads of
+    (patching.find_circuit with the same ablation) and the greedy ranking's top heads of
     the same size.
 
 Scores are normalised as in analyses.circuits: (m(patched) - m(clean)) / (m(corrupt) - m(clean)),
@@ -40,7 +40,7 @@ needs), to keep a scan short; the thresholds below decide membership. For Colore
 roles map to: IO -> the asked object's colour (the answer's mention), S1 -> the object's
 mention, S1+1 -> the token after it, S2 -> the query (the object named again), END.
 
-    found = find_classes(model, prepared, importance)   # prepared: circuits.prepare(model, task)
+    found = find_classes(model, prepared, importance)   # prepared: patching.prepare(model, task)
     found.classes, found.edges, found.summary
     figure = diagram(found.classes, found.edges)
 """
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from interp.analyses import circuits
+from interp.analyses import patching
 from interp.analyses.head_sets import overlap
 from interp.base.errors import InterpError
 from interp.runtime.interventions import Redistribute
@@ -171,7 +171,7 @@ def copy_scores(model, prepared, parts: Parts) -> pd.DataFrame:
             one_hot = torch.nn.functional.one_hot(io, probs.shape[-1]).to(probs)
             return one_hot[:, None, None, :].expand_as(probs)
 
-        force = Redistribute(circuits.all_heads(model), positions=[n - 1], rule=onto_io)
+        force = Redistribute(patching.all_heads(model), positions=[n - 1], rule=onto_io)
         with model.capture(resid=True, positions="last") as cap, model.intervene(force):
             model.base_forward({"input_ids": run.batch.clean})
         writes = cap.resid[:, :, :, -1]  # [B, L, H, d_model]
@@ -195,7 +195,7 @@ def _paths(model, prepared, senders: list[Head], receivers: list[Head], role: st
             groups.setdefault(above, []).append(s)
     effects = {}
     for above, group in groups.items():
-        effects.update(circuits.path_effects(model, prepared, group, list(above), role=role, source=source))
+        effects.update(patching.path_effects(model, prepared, group, list(above), role=role, source=source))
     return effects
 
 
@@ -228,7 +228,7 @@ def find_classes(model, prepared, importance: pd.DataFrame, target: float = 0.8)
 
     # 3.1 name movers and negative name movers: direct path to the logits, attention END -> IO, copying
     attending = heads(evidence[(evidence["end_io"] >= ATTEND_IO) | (evidence["end_s2"] >= ATTEND_IO)])
-    direct = circuits.path_effects(model, prepared, sorted(set(candidates) | set(attending)))
+    direct = patching.path_effects(model, prepared, sorted(set(candidates) | set(attending)))
     for head, effect in direct.items():
         evidence.loc[key(head), "direct"] = effect
     rows = evidence.set_index(["layer", "head"])
@@ -295,9 +295,9 @@ def class_circuit(model, prepared, importance: pd.DataFrame, classes: pd.DataFra
     """3.5: the union of the classes with every other head mean-ablated, beside the greedy
     circuit at the same ablation and the greedy ranking's top heads of the same size."""
     union = sorted({(int(r.layer), int(r.head)) for r in classes.itertuples()})
-    greedy = circuits.find_circuit(model, prepared, importance, target, ablation="mean")
-    same_size = circuits.faithfulness_of(model, prepared, greedy.ranking[: len(union)], "mean", greedy.m_empty, greedy.m_full)
-    faithfulness = circuits.faithfulness_of(model, prepared, union, "mean", greedy.m_empty, greedy.m_full)
+    greedy = patching.find_circuit(model, prepared, importance, target, ablation="mean")
+    same_size = patching.faithfulness_of(model, prepared, greedy.ranking[: len(union)], "mean", greedy.m_empty, greedy.m_full)
+    faithfulness = patching.faithfulness_of(model, prepared, union, "mean", greedy.m_empty, greedy.m_full)
     return {"class_circuit_size": len(union), "class_circuit_faithfulness": faithfulness,
             "greedy_size": len(greedy.heads), "greedy_faithfulness": greedy.faithfulness, "greedy_target": target,
             "greedy_reached": greedy.reached, "greedy_same_size_faithfulness": same_size,

@@ -270,13 +270,13 @@ def coincidence_lines(models: list[ModelResults], coincidences: pd.DataFrame) ->
         where, measured = list(rows.loc[rows["coincide"], "model"]), list(rows["model"])
         others = [label for label in measured if label not in where]
         if not others:
-            verdict = "coincide in " + ("every model" if len(where) == len(models) else report._join(where))
+            verdict = "coincide in " + ("every model" if len(where) == len(models) else report.join_words(where))
         elif not where:
-            verdict = "do not coincide in " + ("any model" if len(others) == len(models) else report._join(others))
+            verdict = "do not coincide in " + ("any model" if len(others) == len(models) else report.join_words(others))
         else:
-            verdict = f"coincide in {report._join(where)} but not in {report._join(others)}"
+            verdict = f"coincide in {report.join_words(where)} but not in {report.join_words(others)}"
         missing = [m.label for m in models if m.label not in measured]
-        lines.append(f"{a} and {b} {verdict} ({'; '.join(parts)})" + (f"; not measured in {report._join(missing)}" if missing else "") + ".")
+        lines.append(f"{a} and {b} {verdict} ({'; '.join(parts)})" + (f"; not measured in {report.join_words(missing)}" if missing else "") + ".")
     return lines
 
 
@@ -424,7 +424,7 @@ def verdict(outcomes: dict[str, Outcome]) -> tuple[str, str]:
     holds = {label: ok for label, (_, ok) in outcomes.items() if ok is not None}
     figure = lambda labels: "; ".join(f"{label}: {outcomes[label][0]}" for label in labels)
     untold = [label for label in outcomes if label not in holds]
-    missing = f" Not measured (or not decidable) in {report._join(untold)}." if untold else ""
+    missing = f" Not measured (or not decidable) in {report.join_words(untold)}." if untold else ""
     if all(figure_ == NOT_MEASURED for figure_, _ in outcomes.values()):
         return NOT_MEASURED, "Not measured in any model."
     if len(holds) < 2:
@@ -437,7 +437,7 @@ def verdict(outcomes: dict[str, Outcome]) -> tuple[str, str]:
         return "yes", f"The models agree: it holds in {'both' if len(yes) == 2 else 'all ' + str(len(yes))} ({figure(yes)}).{missing}"
     if not yes:
         return "yes", f"The models agree: it holds in {'neither' if len(no) == 2 else 'none'} ({figure(no)}).{missing}"
-    return "no", f"The models disagree: it holds in {report._join(yes)} ({figure(yes)}) but not in {report._join(no)} ({figure(no)}).{missing}"
+    return "no", f"The models disagree: it holds in {report.join_words(yes)} ({figure(yes)}) but not in {report.join_words(no)} ({figure(no)}).{missing}"
 
 
 def claims_table(models: list[ModelResults]) -> pd.DataFrame:
@@ -475,10 +475,6 @@ def write_comparison(directories, out: str | Path | None = None, k: int | None =
     return written
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, na_rep="", float_format="{:.3g}".format, border=0, escape=True)
-
-
 def model_table(models: list[ModelResults]) -> pd.DataFrame:
     rows = []
     for model in models:
@@ -498,21 +494,21 @@ def render_html(models: list[ModelResults], k: int | None = None) -> str:
     items = lambda lines: "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
     labels = ", ".join(m.label for m in models)
     notes = same_model_notes(models) + settings_notes(models)
-    parts = [f"<h1>What holds across models</h1><p>{html.escape(labels)}.</p>", _table_html(model_table(models)),
+    parts = [f"<h1>What holds across models</h1><p>{html.escape(labels)}.</p>", report.table_html(model_table(models), "{:.3g}"),
              items(notes) if notes else ""]
     verdicts = "".join(f"<li><b>{html.escape(row.claim)}</b> ({html.escape(row.source)}): {html.escape(row.verdict)}</li>"
                        for row in claims.itertuples())
-    parts += ["<h2>The papers' claims</h2>", _table_html(claims.drop(columns=["verdict"])), f"<ul>{verdicts}</ul>"]
+    parts += ["<h2>The papers' claims</h2>", report.table_html(claims.drop(columns=["verdict"]), "{:.3g}"), f"<ul>{verdicts}</ul>"]
     parts += ["<h2>Heads above the papers' thresholds</h2>",
               "<p>Per model: heads whose score is above the threshold, of all heads, and the median relative depth "
-              "(layer / (layers - 1)) of those heads.</p>", _table_html(share_table(models))]
+              "(layer / (layers - 1)) of those heads.</p>", report.table_html(share_table(models), "{:.3g}")]
     parts.append("<h2>Scores against relative depth</h2><div class='row'>")
     parts += [f"<div>{depth_figure(models, m).to_html(full_html=False, include_plotlyjs=False)}</div>"
               for m in depth_measures(models)]
     parts.append("</div><h2>Which head types coincide within each model</h2>")
     parts.append(f"<p>Top-k overlap of each pair of head types within a model, against two random sets of k heads; "
                  f"they coincide where p &lt; {COINCIDE_P:g}.</p>")
-    parts += [items(coincidence_lines(models, coincidences)), f"<div class='scroll'>{_table_html(coincidences)}</div>"]
+    parts += [items(coincidence_lines(models, coincidences)), f"<div class='scroll'>{report.table_html(coincidences, '{:.3g}')}</div>"]
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>What holds across models</title>"
             f"<style>{report.CSS} td {{ text-align: left; }}</style><script type='text/javascript'>{get_plotlyjs()}</script>"
             "</head><body>" + "\n".join(parts) + "</body></html>")

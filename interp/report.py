@@ -192,12 +192,12 @@ def pair_matrix(overlaps: pd.DataFrame, measures: Measures, value: str) -> pd.Da
 # ---- what stands out ---------------------------------------------------------------------------------
 
 
-def _join(words: list[str]) -> str:
+def join_words(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _names(heads) -> str:
-    return _join([head_name(*h) for h in sorted(heads)])
+    return join_words([head_name(*h) for h in sorted(heads)])
 
 
 def highlights(measures: Measures, k: int | None = None, limit: int = 12, overlaps: pd.DataFrame | None = None) -> list[str]:
@@ -219,7 +219,7 @@ def highlights(measures: Measures, k: int | None = None, limit: int = 12, overla
             groups.setdefault(where, []).append(head)
     for where, heads in sorted(groups.items(), key=lambda item: (-len(item[0]), -len(item[1])))[:5]:
         verb = "is" if len(heads) == 1 else "are"
-        lines.append(f"{_names(heads)} {verb} in the top {k} of {_join(list(where))}.")
+        lines.append(f"{_names(heads)} {verb} in the top {k} of {join_words(list(where))}.")
     for row in across[across["p_value"] < 0.01].sort_values("p_value").head(4).itertuples():
         lines.append(f"{row.a} and {row.b} share {row.shared} of their top {k} heads (chance {row.chance_shared:.2g}; "
                      f"Jaccard {row.jaccard:.2f} vs {row.chance_jaccard:.2f} by chance; p = {row.p_value:.1g}).")
@@ -230,7 +230,7 @@ def highlights(measures: Measures, k: int | None = None, limit: int = 12, overla
     disjoint = [f"{r.a} / {r.b}" for r in across.itertuples() if r.shared == 0 and not math.isnan(r.jaccard)]
     if disjoint:
         more = " (and more pairs)" if len(disjoint) > 4 else ""
-        lines.append(f"No head is in the top {k} of both {_join(disjoint[:4])}{more}.")
+        lines.append(f"No head is in the top {k} of both {join_words(disjoint[:4])}{more}.")
     return lines[:limit]
 
 
@@ -348,7 +348,7 @@ li { margin: 4px 0; }
 """
 
 
-def _table_html(df: pd.DataFrame, float_format="{:.4g}") -> str:
+def table_html(df: pd.DataFrame, float_format="{:.4g}") -> str:
     return df.to_html(index=False, na_rep="", float_format=float_format.format, border=0, escape=True)
 
 
@@ -370,7 +370,7 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
         for measure in measures.of(analysis):
             parts.append(f"<div class='row'><div>{fig_html(heatmap_figure(measures, measure))}</div>"
                          f"<div><h3>top {k}: {html.escape(measures.title(measure))}</h3>"
-                         f"{_table_html(top_heads_frame(measures, measure, k))}</div></div>")
+                         f"{table_html(top_heads_frame(measures, measure, k))}</div></div>")
         if analysis == "circuits":  # its IOI head classes as Wang et al. drew them (analyses/circuit_classes.py)
             from interp.analyses.circuit_classes import diagrams
 
@@ -380,9 +380,9 @@ def render_html(results: ResultsDir, measures: Measures, k: int) -> str:
         parts.append(f"<p>{html.escape(chance_note(measures, k))}</p>")
         parts.append("<div class='row'>" + fig_html(matrix_figure(pair_matrix(overlaps, measures, "jaccard"), f"Jaccard of the top {k}", 0, 1))
                      + fig_html(matrix_figure(pair_matrix(overlaps, measures, "spearman"), "Spearman rank correlation", -1, 1)) + "</div>")
-        parts.append(f"<div class='scroll'>{_table_html(overlaps.drop(columns=['k']))}</div>")
+        parts.append(f"<div class='scroll'>{table_html(overlaps.drop(columns=['k']))}</div>")
     parts.append("<h2>Atlas: every head</h2>")
-    parts.append(f"<div class='scroll'>{_table_html(atlas_table(measures))}</div>")
+    parts.append(f"<div class='scroll'>{table_html(atlas_table(measures))}</div>")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Head atlas</title>"
             f"<style>{CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "\n".join(parts) + "</body></html>")
