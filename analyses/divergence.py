@@ -41,9 +41,10 @@ import pandas as pd
 import torch
 
 from interp.analyses.head_sets import head_table, top_text
-from interp.analyses.sinks import image_inputs, image_positions
+from interp.analyses.sinks import has_vision, image_inputs, image_positions, image_samples
 from interp.base.errors import InterpError
 from interp.data.probes import seeded_subset
+from interp.data.scenes import default_images
 from interp.runtime.interventions import LayerEdit, ScaleHead
 from interp.base.progress import track
 
@@ -307,6 +308,19 @@ def image_attention(model, inputs: dict, layer: int, head: int, position: int = 
     return row[image].reshape(side, side)
 
 
+
+def image_as_seen(model, image):
+    """The image as the model's processor hands it to the encoder (resized and cropped, not
+    normalized): the area image_attention's grid covers, for drawing the grid over it (a
+    non-square photo loses its sides to a centre crop in LLaVA-family processors)."""
+    from PIL import Image
+
+    processor = getattr(model.processor, "image_processor", None)
+    if processor is None:
+        raise InterpError("no image processor: load a vision-language model with its processor (load_model(path))")
+    pixels = processor(image.convert("RGB"), do_normalize=False, do_rescale=False, return_tensors="np")["pixel_values"][0]
+    return Image.fromarray(pixels.transpose(1, 2, 0).clip(0, 255).astype("uint8"))
+
 # ---- data: counterfactual-context questions -------------------------------------------------------
 
 
@@ -412,32 +426,12 @@ def scan_context(model, *, samples=None, max_length=None, seed=0, results=None,
             "summary": summary}
 
 
-def has_vision(model) -> bool:
-    return hasattr(model.hf.config, "vision_config")
-
-
-def load_images(folder) -> list[tuple[str, object]]:
-    """(file name, PIL image) of every image in a folder."""
-    from PIL import Image
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InterpError(f"image folder {folder} does not exist; pass a folder of .jpg/.png files")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
-    if not files:
-        raise InterpError(f"no .jpg/.png images in {folder}")
-    return [(p.name, Image.open(p).convert("RGB")) for p in files]
-
-
 DEFAULT_SCENES = 32  # scenes vhd runs on without --images
 
 
 def default_scenes() -> list[tuple[str, object]]:
-    """(key, PIL image) of DEFAULT_SCENES held-out scenes: the "seen" split of interp.data.scenes
-    (training colour-shape pairs, scenes the vision organism never saw), seed 1 as its evaluation."""
-    from interp.data.scenes import scenes
-
-    return [(scene.key, scene.image()) for scene in scenes(DEFAULT_SCENES, seed=1, split="seen")]
+    """(key, PIL image) of the DEFAULT_SCENES held-out scenes vhd runs on (interp.data.scenes.default_images)."""
+    return default_images(DEFAULT_SCENES)
 
 
 def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, images: str | list | None = None,
@@ -448,18 +442,10 @@ def scan_vhd(model, *, samples=None, max_length=None, seed=0, results=None, imag
     if not has_vision(model):
         raise InterpError(f"vhd needs a vision-language model (LLaVA family); {model.source or 'this model'} has no "
                           "vision tower: use --analyses context for text models")
-    prompts = None
-    if images is None:  # held-out synthetic scenes (interp.data.scenes), with a known scene graph
-        images = default_scenes()
-    if isinstance(images, (str, Path)):
-        listing = Path(images) / "prompts.txt"
-        prompts = [line.strip() for line in listing.read_text().splitlines() if line.strip()] if listing.is_file() else None
-        images = load_images(images)
-    prompts = prompts or [prompt] * len(images)
-    if len(prompts) < len(images):
-        raise InterpError(f"prompts.txt has {len(prompts)} lines for {len(images)} images: one line per image")
-    chosen = seeded_subset(range(len(images)), samples, seed)
-    todo = [(f"image:{images[i][0]}", lambda i=i: (image_inputs(model, images[i][1], prompts[i]), None)) for i in chosen]
+    # default: held-out synthetic scenes (interp.data.scenes), with a known scene graph
+    listed = image_samples(model, default_scenes() if images is None else images, prompt)
+    chosen = [listed[i] for i in seeded_subset(range(len(listed)), samples, seed)]
+    todo = [(key, lambda im=image, p=text: (image_inputs(model, im, p), None)) for key, image, text in chosen]
     d = _run(model, "vhd", todo, results)
     tokens = []
     for key, make in track(todo, "t-vhd"):

@@ -14,6 +14,8 @@ After all samples, the sink dimensions are the massive dimensions found (never a
 hard-coded list), sink tokens are the tokens with phi_j = max_{d in dims} |x_j[d]| / rms(x_j)
 > tau in a layer, and for image samples a second pass measures, per head, the image mass
 and visual-sink share of the text queries behind the image (VAR's image-centric heads).
+A vision-language model given no images is scanned on DEFAULT_IMAGES held-out synthetic
+scenes (interp.data.scenes.default_images) besides the text prompts, as vhd is.
 
     tables = scan(model)                       # heads, tokens, token_types, massive, ...
     dims = massive_dims(model)                 # the model's massive dimensions
@@ -25,6 +27,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -33,6 +36,7 @@ import torch
 from interp.analyses.head_sets import head_table, top_text
 from interp.analyses.var import MIN_IMAGE_MASS, RHO, image_centric
 from interp.data import choose_prompts, load_prompts
+from interp.data.scenes import default_images
 from interp.base.errors import InterpError
 from interp.kernels import StatsRequest
 from interp.runtime.layout import text_config
@@ -42,7 +46,7 @@ from interp.kernels.threads import small_ops
 NAME = "sinks"
 MEASURE = "sink importance"  # the head table's score: mean attention importance of the sink positions (the first token)
 PARAMS = ("samples", "max_length", "seed", "eps", "n_tokens", "sink_positions", "massive_abs", "massive_ratio",
-          "tau", "sink_dims", "rho", "min_image_mass", "image_prompt", "prompts")
+          "tau", "sink_dims", "rho", "min_image_mass", "image_prompt", "prompts", "images")
 PARAM_HELP = {
     "samples": "prompts scored (default: all bundled prompts)",
     "max_length": "prompts are cut to this many tokens (and to n_tokens)",
@@ -56,22 +60,28 @@ PARAM_HELP = {
     "sink_dims": "the dimensions phi looks at (default: the massive dimensions found)",
     "rho": "image-centric heads: least share of the image mass away from visual sinks (VAR)",
     "min_image_mass": "image-centric heads: least attention mass on the image (VAR)",
-    "image_prompt": "the prompt run with each image",
+    "image_prompt": "the prompt run with each image (an image folder's prompts.txt, one line per image, comes first)",
     "prompts": "prompts: a file, one a line (default: the bundled prompts)",
+    "images": "an image folder: jpg/png, optional prompts.txt (default for vision-language models: 8 held-out synthetic "
+              "scenes; text models: none)",
 }
 SMALL_PROMPT = 256  # prompts up to this many tokens are small ops: measured on one thread (interp.kernels.threads)
 MIN_QUERIES = 8  # token_types skips the last keys of a prompt: a mean over a few queries is mostly noise
+DEFAULT_IMAGES = 8  # held-out scenes a vision-language model is scanned on when given no images
 
 
 def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3, n_tokens=64, sink_positions=(0,),
          massive_abs=100.0, massive_ratio=1000.0, tau=20.0, sink_dims: tuple[int, ...] | None = None, rho=RHO,
-         min_image_mass=MIN_IMAGE_MASS, prompts: str | list[str] | None = None, images=None,
+         min_image_mass=MIN_IMAGE_MASS, prompts: str | list[str] | None = None, images: str | list | None = None,
          image_prompt="Describe the image.") -> dict[str, pd.DataFrame]:
     """Sink scores of every head, sink tokens, massive activations and (with images) visual sinks.
 
     prompts: texts, a file for interp.data.load_prompts, or None for the bundled prompts; each is
     cut to n_tokens tokens (T = 64 in Gu et al.; None keeps it whole), and to max_length if given.
-    images: PIL images (vision-language models with a processor), each run with image_prompt.
+    images: an image folder (jpg/png, optional prompts.txt), PIL images, (name, PIL image)
+    pairs or (name, image, prompt) triples (image_samples), the others run with image_prompt;
+    None: DEFAULT_IMAGES held-out synthetic scenes for a vision-language model with a processor,
+    no images for a text model.
     sink_positions: the keys whose importance is a head's score (the first token in Gu et al.).
     sink_dims: the dimensions phi looks at; None = the massive dimensions found in this scan.
     """
@@ -82,8 +92,8 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
     limit = min(limits) if limits else None  # tokens kept of each prompt
     todo = [(f"text:{i}", lambda t=text: _text_inputs(model, t, limit)) for i, text in enumerate(texts)]
     # an image's inputs serve both passes below: processed once, on first use (none after a full resume)
-    todo += [(f"image:{i}", functools.cache(lambda im=image: image_inputs(model, im, image_prompt)))
-             for i, image in enumerate(images or [])]
+    todo += [(key, functools.cache(lambda im=image, p=prompt: image_inputs(model, im, p)))
+             for key, image, prompt in image_samples(model, images, image_prompt)]
     done = results.load_progress(NAME) if results is not None else {}
 
     records = {}
@@ -131,6 +141,56 @@ def scan(model, *, samples=None, max_length=None, seed=0, results=None, eps=0.3,
 
 
 # ---- inputs ---------------------------------------------------------------------------------
+
+
+def has_vision(model) -> bool:
+    """A vision-language model (LLaVA family): its config has a vision tower."""
+    return hasattr(model.hf.config, "vision_config")
+
+
+def load_images(folder) -> list[tuple[str, object]]:
+    """(file name, PIL image) of every image in a folder."""
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InterpError(f"image folder {folder} does not exist; pass a folder of .jpg/.png files")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
+    if not files:
+        raise InterpError(f"no .jpg/.png images in {folder}")
+    return [(p.name, Image.open(p).convert("RGB")) for p in files]
+
+
+def folder_prompts(folder, n_images: int) -> list[str] | None:
+    """The prompts of an image folder's prompts.txt, one line per image in file order; None without one."""
+    listing = Path(folder) / "prompts.txt"
+    if not listing.is_file():
+        return None
+    prompts = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    if len(prompts) < n_images:
+        raise InterpError(f"prompts.txt has {len(prompts)} lines for {n_images} images: one line per image")
+    return prompts
+
+
+def image_samples(model, images, prompt: str) -> list[tuple[str, object, str]]:
+    """(sample key, PIL image, prompt) of every image to scan. images: a folder (its
+    prompts.txt first), PIL images (keys image:0, image:1 ...), (name, image) pairs (image:<name>)
+    or (name, image, its own prompt) triples; None: DEFAULT_IMAGES held-out scenes for a
+    vision-language model with a processor, else none. `prompt` is every other image's prompt."""
+    if images is None:
+        if not (has_vision(model) and model.processor is not None):
+            return []
+        images = default_images(DEFAULT_IMAGES)
+    prompts = None
+    if isinstance(images, (str, Path)):
+        folder, images = images, load_images(images)
+        prompts = folder_prompts(folder, len(images))
+    prompts = prompts or [prompt] * len(images)
+    listed = []
+    for i, item in enumerate(images):
+        name, image, own = (*item, None)[:3] if isinstance(item, tuple) else (i, item, None)
+        listed.append((f"image:{name}", image, own or prompts[i]))
+    return listed
 
 
 def _text_inputs(model, text: str, limit: int | None) -> dict:
@@ -428,4 +488,5 @@ def headline(tables: dict[str, pd.DataFrame]) -> list[str]:
     return [f"{MEASURE} (mean attention importance of the first token): top {top_text(tables['heads'])}",
             f"sink rate {value('sink_rate'):.2f} ({detail('sink_rate')})",
             f"massive activations in {value('massive_dims'):.0f} dimensions ({detail('massive_dims')}) and "
-            f"{value('massive_layers'):.0f} layers; {value('sink_tokens'):.0f} sink tokens ({detail('sink_tokens')})"]
+            f"{value('massive_layers'):.0f} layers; {value('sink_tokens'):.0f} sink tokens ({detail('sink_tokens')})"
+            + (f", {value('visual_sink_tokens'):.0f} of them image tokens" if tables["tokens"]["image"].any() else "")]

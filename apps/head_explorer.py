@@ -289,11 +289,14 @@ def image_panel(layer: int, head: int, manifest: dict) -> None:
     image token, drawn over the image (analyses.divergence.image_attention)."""
     from interp.analyses import divergence as dv
     from interp.analyses.sinks import image_inputs
+    from interp.data.scenes import default_images
 
     st.subheader(f"Head {layer}.{head} on an image")
     left, right = st.columns(2)
-    scenes = dict(dv.default_scenes())  # held-out synthetic scenes, as `interp scan --analyses vhd` uses
-    key = left.selectbox("Held-out scene", list(scenes), key="image_scene")
+    scenes = dict(default_images(dv.DEFAULT_SCENES))  # held-out synthetic scenes, as `interp scan --analyses vhd` uses
+    photos = dict(scene_photos())  # real photos (skimage.data), as notebooks/vision.ipynb uses
+    key = left.selectbox("Held-out scene or photo", list(scenes) + list(photos), key="image_scene",
+                         format_func=lambda name: f"photo {name}" if name in photos else f"scene {name}")
     upload = right.file_uploader("or an image of your own", type=["png", "jpg", "jpeg"], key="image_upload")
     prompt = st.text_input("Prompt", "Describe the image.", key="image_prompt")
     if not st.toggle("Show this head on the image (runs the model)", key="image_on"):
@@ -306,26 +309,24 @@ def image_panel(layer: int, head: int, manifest: dict) -> None:
 
         key, image = upload.name, Image.open(upload).convert("RGB")
     else:
-        image = scenes[key]
+        image = scenes[key] if key in scenes else photos[key]
     try:
         grid = dv.image_attention(model, image_inputs(model, image, prompt), layer, head).numpy()
     except InterpError as e:  # e.g. a text-only model, or a grid that is not square
         st.error(str(e))
         return
-    st.caption(f"attention on the image from the last prompt position: {grid.sum():.3f} of the head's attention")
-    st.plotly_chart(image_attention_figure(image, grid, f"head {layer}.{head} on {key}"), key="image_attention")
+    st.caption(f"attention on the image from the last prompt position: {grid.sum():.3g} of the head's attention, drawn "
+               "over the image as the model sees it (resized and centre-cropped by its processor)")
+    seen = dv.image_as_seen(model, image)  # what the grid covers: the processor's resize and crop
+    st.plotly_chart(report.image_attention_figure(seen, grid, f"head {layer}.{head} on {key}"), key="image_attention")
 
 
-def image_attention_figure(image, grid, title: str) -> go.Figure:
-    """The image with a grid of attention [rows, cols] laid over it, one cell per image token."""
-    import numpy as np
+@st.cache_resource(show_spinner=False)
+def scene_photos() -> list[tuple[str, object]]:
+    """The real photos of interp.data.scenes, read once per server (decoding them takes a moment)."""
+    from interp.data.scenes import photos
 
-    width, height = image.size
-    fig = go.Figure(go.Image(z=np.asarray(image)))
-    fig.add_trace(go.Heatmap(z=grid, x0=width / grid.shape[1] / 2, dx=width / grid.shape[1], y0=height / grid.shape[0] / 2,
-                             dy=height / grid.shape[0], opacity=0.45, colorscale="Reds", colorbar_title="attention"))
-    fig.update_layout(title=title, width=520, height=480, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+    return photos()
 
 
 def ablation_panel(layer: int, head: int, n_layers: int, n_heads: int, manifest: dict) -> None:

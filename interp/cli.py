@@ -209,7 +209,7 @@ def scan(
     samples: Optional[int] = typer.Option(None, min=1, help="number of probes/prompts [default: per analysis]"),
     seed: int = typer.Option(0, help="random seed for probe sampling"),
     top: int = typer.Option(5, min=1, help="heads per analysis in the summary table"),
-    images: Optional[Path] = typer.Option(None, help="image folder for --analyses vhd (jpg/png; optional prompts.txt)"),
+    images: Optional[Path] = typer.Option(None, help="image folder for --analyses vhd and sinks (jpg/png; optional prompts.txt)"),
     tasks: Optional[str] = typer.Option(None, help="circuits: tasks to compare, e.g. ioi,colored_objects,induction or .jsonl/.csv task files"),
     harmful: Optional[Path] = typer.Option(None, help="safety: harmful requests, one a line or a 'prompt' column [default: held-out AdvBench]"),
     harmless: Optional[Path] = typer.Option(None, help="safety: harmless requests [default: the project's held-out set]"),

@@ -276,6 +276,22 @@ def matrix_figure(matrix: pd.DataFrame, title: str, zmin: float, zmax: float):
     return fig
 
 
+def image_attention_figure(image, grid, title: str, width: int = 520, height: int = 480):
+    """A PIL image with a grid of attention [rows, cols] laid over it, one cell per image token (a vision
+    model's head on an image: analyses.divergence.image_attention; the explorer's and notebooks')."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    grid = np.asarray(grid)
+    image_width, image_height = image.size
+    cell_width, cell_height = image_width / grid.shape[1], image_height / grid.shape[0]
+    fig = go.Figure(go.Image(z=np.asarray(image)))
+    fig.add_trace(go.Heatmap(z=grid, x0=cell_width / 2, dx=cell_width, y0=cell_height / 2, dy=cell_height, opacity=0.45,
+                             zmin=0, colorscale="Reds", colorbar_title="attention"))  # the scale starts at no attention
+    fig.update_layout(title=title, width=width, height=height, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 def top_heads_frame(measures: Measures, measure: str, k: int) -> pd.DataFrame:
     rows = [{"rank": r, "head": head_name(*h), "score": measures.scores[measure][h]}
             for r, h in enumerate(measures.top(measure, k), start=1)]

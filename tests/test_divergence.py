@@ -3,6 +3,7 @@ answers on a tiny random LLaVA fed a real photo through a real processor, and on
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -12,6 +13,7 @@ from interp import InterpError, InterpModel, LayerEdit, ScaleHead
 from interp.analyses import divergence as dv
 from interp.analyses.sinks import image_inputs
 from interp.data.probes import seeded_subset
+from interp.data.scenes import default_images
 from tests.tiny import SMALL, llava_processor, photo, tiny_tokenizer
 
 SUBSPACE = list(range(56, 64))  # residual dimensions only the context (image tokens / span words) carries
@@ -315,11 +317,23 @@ def test_vhd_scan_of_an_image_folder_and_the_explorer_shows_its_tables(llava, tm
     assert not at.exception, at.exception
     (figure,) = [c for c in charts(at) if c["data"][0]["type"] == "image"]
     key = at.selectbox(key="image_scene").value
-    scene = dict(dv.default_scenes())[key]
+    scene = dict(default_images(dv.DEFAULT_SCENES))[key]
     expected = dv.image_attention(llava, image_inputs(llava, scene, "Describe the image."), *VISION_HEAD)
     shown = values(figure["data"][1]["z"]).astype(float)
     assert shown.shape == (4, 4) and torch.allclose(torch.tensor(shown), expected.double(), atol=1e-6)
     assert f"head {VISION_HEAD[0]}.{VISION_HEAD[1]} on {key}" in figure["layout"]["title"]["text"]
+
+    # or a real photo (interp.data.scenes.photos), drawn as the processor crops it
+    from interp.data.scenes import photos
+
+    at.selectbox(key="image_scene").set_value("chelsea").run()
+    assert not at.exception, at.exception
+    (figure,) = [c for c in charts(at) if c["data"][0]["type"] == "image"]
+    cat = dict(photos())["chelsea"]
+    expected = dv.image_attention(llava, image_inputs(llava, cat, "Describe the image."), *VISION_HEAD)
+    shown = values(figure["data"][1]["z"]).astype(float)
+    assert torch.allclose(torch.tensor(shown), expected.double(), atol=1e-6)
+    assert figure["layout"]["title"]["text"] == f"head {VISION_HEAD[0]}.{VISION_HEAD[1]} on chelsea"
 
 
 def test_cli_vhd_on_a_text_model_fails_in_one_line_and_neither_is_in_the_default_scan(tmp_path):
@@ -359,3 +373,16 @@ def test_image_attention_is_the_heads_attention_row_on_the_image_tokens_in_grid_
         dv.image_attention(llava, inputs, 9, 0)
     with pytest.raises(InterpError, match="no image tokens"):
         dv.image_attention(llava, {"input_ids": inputs["input_ids"][:, :1]}, *VISION_HEAD)
+
+
+def test_image_as_seen_is_the_encoders_input_before_normalization(llava):
+    wide = photo()  # 640 x 427: the processor resizes the short side and keeps the centre square
+    seen = dv.image_as_seen(llava, wide)
+    processor = llava.processor.image_processor
+    pixels = image_inputs(llava, wide, "w0 <image> w5")["pixel_values"][0].float()  # [3, 32, 32], normalized
+    mean, std = torch.tensor(processor.image_mean)[:, None, None], torch.tensor(processor.image_std)[:, None, None]
+    assert seen.size == (32, 32) and seen.mode == "RGB"
+    drawn = torch.tensor(np.asarray(seen), dtype=torch.float32).permute(2, 0, 1)
+    assert (drawn - (pixels * std + mean) * 255).abs().max() < 0.01  # the pixels the grid covers
+    squashed = torch.tensor(np.asarray(wide.resize((32, 32))), dtype=torch.float32).permute(2, 0, 1)
+    assert (drawn - squashed).abs().mean() > 5  # not the whole photo squeezed: the sides are cut

@@ -298,21 +298,47 @@ def _(nb):
     assert built, "the notebook says whether the organism is cached"
     figure = nb.figure("scene_data.scenes(4")
     assert [t["type"] for t in figure["data"]] == ["image"] * 4  # the generator works everywhere
+    assert [t["type"] for t in nb.figure("scene_data.photos()")["data"]] == ["image"] * 6  # so do the photos
     if built[1] == "False":  # CI: nothing cached, nothing built
         assert "python -m interp.organisms vision" in nb.stdout("vision.is_built()")
-        assert nb.stdout("dv.divergence(").startswith("not built") and nb.stdout("image_attention(").startswith("not built")
+        assert nb.stdout(SCENE_VHD).startswith("not built") and nb.stdout(SCENE_LOOK).startswith("not built")
+        for snippet in (PHOTO_VHD, PHOTO_LOOK):  # the photo section says how to build it
+            assert nb.stdout(snippet).startswith("not built") and "python -m interp.organisms vision" in nb.stdout(snippet)
         return
-    top = nb.table("dv.divergence(")
+    top = nb.table(SCENE_VHD)
     assert len(top) == 8 and is_descending(top["filtered"]) and (top["filtered"] > 0).all()
     assert (top["vhd"] >= top["filtered"] - 1e-6).all()  # the filter only zeroes
     assert ((top["layer"] >= 0) & (top["layer"] < N_LAYERS) & (top["head"] >= 0) & (top["head"] < N_HEADS)).all()
     said = re.fullmatch(r"head (\d+)\.(\d+) puts ([\d.]+) of its attention on the image of (\S+)\n",
-                        nb.stdout("image_attention("))
+                        nb.stdout(SCENE_LOOK))
     assert said and (int(said[1]), int(said[2])) == (top["layer"].iloc[0], top["head"].iloc[0])
-    (heat,) = [t for t in nb.figure("image_attention(")["data"] if t["type"] == "heatmap"]
-    grid = values(heat["z"]).astype(float)
+    assert_attention_grid(nb.figure(SCENE_LOOK), float(said[3]))
+
+    # the real photos: VHD of every head on them, and the top two heads drawn over two of them
+    on_photos = nb.table(PHOTO_VHD)
+    assert len(on_photos) == 8 and is_descending(on_photos["filtered"]) and (on_photos["filtered"] > 0).all()
+    assert (on_photos["vhd"] >= on_photos["filtered"] - 1e-6).all()
+    assert on_photos["rank on scenes"].between(1, N_LAYERS * N_HEADS).all()
+    said = re.findall(r"head (\d+)\.(\d+) puts ([\d.]+) of its attention on the photo (\S+)\n", nb.stdout(PHOTO_LOOK))
+    shown_heads = sorted({(int(layer), int(head)) for layer, head, _, _ in said})
+    assert len(said) == 4 and shown_heads == sorted(zip(on_photos["layer"][:2], on_photos["head"][:2]))
+    figures = [o["data"][PLOTLY] for o in nb.outputs(PHOTO_LOOK) if o["output_type"] == "display_data" and PLOTLY in o["data"]]
+    assert len(figures) == 4
+    for (layer, head, mass, photo), figure in zip(said, figures):
+        assert figure["layout"]["title"]["text"] == f"head {layer}.{head} on {photo}"
+        assert_attention_grid(figure, float(mass))
+
+
+SCENE_VHD, SCENE_LOOK = "held_out = dv.default_scenes()", "key, image = held_out[0]"  # the vision notebook's cells
+PHOTO_VHD, PHOTO_LOOK = "on_photos = dv.divergence(", "photos_by_name = dict(photo_list)"
+
+
+def assert_attention_grid(figure, said: float):
+    """A head's attention over the 4 x 4 grid of image tokens, drawn over the image: it sums to what the cell printed."""
+    assert [t["type"] for t in figure["data"]] == ["image", "heatmap"]
+    grid = values(figure["data"][1]["z"]).astype(float)
     assert grid.shape == (4, 4) and (grid >= 0).all()
-    assert grid.sum() == pytest.approx(float(said[3]), abs=1e-4) and 0 < grid.sum() <= 1 + 1e-6
+    assert grid.sum() == pytest.approx(said, abs=1e-4) and 0 < grid.sum() <= 1 + 1e-6
 
 
 def test_every_notebook_has_a_check_of_its_key_output():

@@ -156,3 +156,10 @@ def test_real_photos_are_rgb_images_shipped_with_scikit_image():
         assert len(set(image.resize((16, 16)).getdata())) > 2  # a picture, not a blank
     with pytest.raises(InterpError, match="unknown photo"):
         photos(["nope"])
+
+
+def test_default_images_are_the_held_out_seen_scenes_of_seed_1():
+    listed = S.default_images(3)
+    held_out = S.scenes(3, seed=1, split="seen")
+    assert [key for key, _ in listed] == [s.key for s in held_out] == ["seen:1:0", "seen:1:1", "seen:1:2"]
+    assert listed[1][1].tobytes() == held_out[1].image().tobytes() and listed[1][1].size == (S.IMAGE_SIZE,) * 2

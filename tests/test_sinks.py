@@ -179,3 +179,36 @@ def test_bundled_sink_rate_massive_dims_and_their_tokens():
     assert summary["top_sink_carries_massive"] == 1.0  # ... which is also its top sink token
     tokens = tables["tokens"]
     assert (tokens[tokens["position"] == 0]["rank"] == 1).all()
+
+
+def test_a_vision_model_given_no_images_is_scanned_on_held_out_scenes_and_a_folder_on_its_own(tmp_path):
+    from interp.data.scenes import default_images
+    from interp.run.runner import analysis_options
+
+    model = tiny_llava()
+    tables = sinks.scan(model, prompts=["w0 w1 w2 w3 w4 w5"], image_prompt=IMAGE_PROMPT, tau=4)
+    keys = {f"image:{key}" for key, _ in default_images(sinks.DEFAULT_IMAGES)}
+    tokens = tables["tokens"]
+    assert set(tokens["sample"]) == {"text:0"} | keys and len(keys) == sinks.DEFAULT_IMAGES
+    assert (tokens[tokens["image"]].groupby("sample").size() == 16).all()  # 16 image rows in each scene
+    summary = tables["summary"].set_index("metric")["value"]
+    assert summary["visual_sink_tokens"] == len(VISUAL_SINK_PATCHES) * len(keys)  # the planted ones, in every scene
+    assert tables["heads"]["image_mass"].between(0, 1).all()  # the image pass ran
+    assert f"{len(VISUAL_SINK_PATCHES) * len(keys)} of them image tokens" in sinks.headline(tables)[-1]
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    photo().save(folder / "a.png")
+    photo().rotate(90).save(folder / "b.jpg")
+    (folder / "prompts.txt").write_text("w0 <image> w5 w6\nw1 w2 <image> w7\n")
+    tokens = sinks.scan(model, prompts=["w0 w1 w2"], images=str(folder))["tokens"]
+    first_image = tokens[tokens["image"]].groupby("sample")["position"].min().to_dict()
+    assert first_image == {"image:a.png": 1, "image:b.jpg": 2}  # each image with its line of prompts.txt
+    assert analysis_options({"sinks": sinks}, images=str(folder)) == {"sinks": {"images": str(folder)}}  # --images DIR
+
+
+def test_a_text_model_is_scanned_on_text_alone():
+    tables = sinks.scan(planted_llama(), prompts=[PROMPT])
+    assert set(tables["tokens"]["sample"]) == {"text:0"} and not tables["tokens"]["image"].any()
+    assert "image_mass" not in tables["heads"] and tables["summary"].set_index("metric")["value"]["visual_sink_tokens"] == 0
+    assert "image tokens" not in sinks.headline(tables)[-1]

@@ -160,3 +160,31 @@ def test_vhd_scans_held_out_scenes_without_images(tiny):
     assert len(keys) == 2 and all(k.startswith("image:seen:1:") for k in keys)  # held-out scenes, not training ones
     assert int(keys.pop().rsplit(":", 1)[1]) < DEFAULT_SCENES
     assert len(tables["heads"]) == 2 * 4 and (tables["heads"]["score"] > 0).all()
+
+
+def test_lora_stage_changes_only_the_adapted_weights_and_merges_exactly(tiny, tmp_path):
+    """Stage 2 trains the projector and LoRA adapters on attention; what is saved (adapters merged
+    into the float32 weights) computes what the unmerged adapters compute, and nothing else moved."""
+    from dataclasses import replace
+
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    model, _ = tiny
+    hf, processor = copy.deepcopy(model.hf), model.processor
+    before = {k: v.clone() for k, v in hf.state_dict().items()}
+    recipe = replace(vision.RECIPE, batch_size=2, lora_rank=2, lora_lr=1e-2, checkpoints=1)
+    scene_list = S.scenes(2, seed=3)
+    features = vision.encode_images(hf, processor, [s.image() for s in scene_list])
+    examples = [(0, vision.CAPTION_PROMPT, scene_list[0].caption()), (1, "Is there a red circle in the image ?", "No .")] * 2
+    vision.train_stage(hf, processor, features, examples, recipe, "lora", tmp_path)
+    changed = {k for k, v in hf.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(any(t in k for t in (*recipe.lora_targets, "multi_modal_projector")) for k in changed)
+    assert any("q_proj" in k for k in changed) and any("multi_modal_projector" in k for k in changed)
+    saved = torch.load(tmp_path / "lora-0002.pt", weights_only=True)
+    unmerged = copy.deepcopy(model.hf)
+    unmerged.model.multi_modal_projector.load_state_dict(saved["projector"])
+    wrapped = get_peft_model(unmerged.model.language_model, vision.lora_config(recipe))
+    set_peft_model_state_dict(wrapped, saved["lora"])
+    inputs = scene_inputs(model)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(**inputs).logits, unmerged(**inputs).logits, atol=1e-5, rtol=1e-5)

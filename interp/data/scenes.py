@@ -188,6 +188,13 @@ def scenes(n: int, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE) 
     return out
 
 
+def default_images(n: int = 32, size: int = IMAGE_SIZE) -> list[tuple[str, object]]:
+    """(scene key, PIL image) of n held-out scenes: the "seen" split, seed 1 (training
+    colour-shape pairs in scenes the vision organism never saw, its evaluation seed). The
+    images analyses run on when a vision-language model is given none."""
+    return [(scene.key, scene.image()) for scene in scenes(n, seed=1, split="seen", size=size)]
+
+
 # ---- questions -----------------------------------------------------------------------------------
 
 

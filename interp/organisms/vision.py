@@ -6,7 +6,7 @@
   each block's squeeze-excitation is made the identity (its gate is sigmoid(30) = 1.0 in float32).
   Frozen. Input (x - 127) / 128 on RGB; an image of side s gives an (s/32) x (s/32) grid of
   1280-d features: 4 x 4 = 16 image tokens at IMAGE_SIZE = 128.
-- Language model: the bundled SmolLM2-135M-Instruct, frozen, its vocabulary plus "<image>".
+- Language model: the bundled SmolLM2-135M-Instruct, its vocabulary plus "<image>".
 - Joined as transformers' FastVlmForConditionalGeneration: the LLaVA architecture for
   convolutional towers (the grid is flattened row by row into image tokens, and a 2-layer MLP
   projector puts them into the prompt), with a LlavaProcessor. So the organism saves and loads as a
@@ -14,9 +14,11 @@
   sinks, VAR) take it unchanged. (Plain LlavaForConditionalGeneration reads the tower's hidden
   states as [batch, tokens, dim]; a CNN's are [batch, dim, h, w]. timm's tf_efficientnet_lite0
   through TimmWrapper would need timm, which pulls torchvision and a CUDA torch from PyPI.)
-- Trained: only the projector (the encoder and language model stay frozen), on scenes the project
-  draws (interp.data.scenes): a warm start that regresses each image token onto the word
-  embeddings of the object under it, then captions, yes/no and attribute questions.
+- Trained on scenes the project draws (interp.data.scenes), the encoder frozen throughout: a warm
+  start of the projector that regresses each image token onto the word embeddings of the object
+  under it; stage 1, the projector alone on captions, yes/no and attribute questions; stage 2, the
+  projector with LoRA adapters on the language model's attention (merged into its weights when
+  saved, so the checkpoint stays plain transformers).
 
     model = load_model("vision")          # built and cached on first use (python -m interp.organisms vision)
     inputs = image_inputs(model, scene.image(), "Describe the image.")
@@ -50,7 +52,7 @@ CHAT_TEMPLATE = (
     "{{ '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 CAPTION_PROMPT = "Describe the image."  # interp scan's default image prompt
-VISION_VERSION = 1  # bump when the code changes what a recipe builds
+VISION_VERSION = 2  # bump when the code changes what a recipe builds
 
 
 # ---- parts ----------------------------------------------------------------------------------------
@@ -149,11 +151,15 @@ class VisionRecipe:
     n_scenes: int = 3000  # training scenes (no held-out colour-shape pair)
     warm_steps: int = 300  # projector warm start: token -> word-embedding regression, 64 scenes a step
     warm_lr: float = 1e-3
-    steps: int = 360  # language-model steps (captions, yes/no, attribute questions): ~3 s each on 2 cores
+    steps: int = 200  # stage 1, the projector alone (captions, yes/no, attribute questions): ~3 s a step on 2 cores
     batch_size: int = 32
     lr: float = 2e-3  # flat
+    lora_steps: int = 200  # stage 2: the projector and LoRA adapters on the language model's attention, together
+    lora_rank: int = 16
+    lora_lr: float = 1e-3
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     mix: tuple[float, float, float] = (0.5, 0.35, 0.15)  # captions, yes/no, attribute questions
-    checkpoints: int = 4  # projector snapshots saved along the way (checkpoints/), for the recall-vs-steps curve
+    checkpoints: int = 4  # snapshots per stage (checkpoints/), for the recall-vs-time curve
     version: int = VISION_VERSION
 
     def hash(self, base_hash: str) -> str:
@@ -211,11 +217,11 @@ def build_and_evaluate(rebuild: bool = False, evaluate_n: int = 50) -> None:
 # ---- training data ---------------------------------------------------------------------------------
 
 
-def training_examples(scene_list, recipe: VisionRecipe, rng: random.Random) -> list[tuple[int, str, str]]:
+def training_examples(scene_list, recipe: VisionRecipe, rng: random.Random, steps: int) -> list[tuple[int, str, str]]:
     """(scene index, prompt, answer) for every step's batch, drawn by the recipe's mix."""
     negatives = ("random", "adversarial")  # popular ~ random here: training pairs are about equally frequent
     examples = []
-    for _ in range(recipe.steps * recipe.batch_size):
+    for _ in range(steps * recipe.batch_size):
         index = rng.randrange(len(scene_list))
         scene = scene_list[index]
         kind = rng.choices(("caption", "yes-no", "attribute"), weights=recipe.mix)[0]
@@ -314,25 +320,58 @@ def answer_loss(hf, features: torch.Tensor, ids, mask, where, labels) -> torch.T
     return torch.nn.functional.cross_entropy(logits.float(), labels)
 
 
-def train_projector(hf, processor, features, examples, recipe: VisionRecipe, snapshots: Path | None = None) -> None:
-    """Train the projector on the answers' cross-entropy. The frozen language model runs as a
-    bfloat16 copy (about 1.4x faster on CPU); the projector stays float32 and is copied back."""
+def lora_config(recipe: VisionRecipe):
+    from peft import LoraConfig
+
+    return LoraConfig(r=recipe.lora_rank, lora_alpha=2 * recipe.lora_rank, target_modules=list(recipe.lora_targets),
+                      lora_dropout=0.0)
+
+
+def merge_lora(hf, lora_state: dict, recipe: VisionRecipe) -> None:
+    """Add trained LoRA adapters into hf's (float32) language model weights: the organism stays a
+    plain transformers checkpoint."""
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    wrapped = get_peft_model(hf.model.language_model, lora_config(recipe))
+    set_peft_model_state_dict(wrapped, lora_state)
+    hf.model.language_model = wrapped.merge_and_unload()
+
+
+def train_stage(hf, processor, features, examples, recipe: VisionRecipe, stage: str, snapshots: Path | None = None,
+                clock: float | None = None) -> None:
+    """One stage on the answers' cross-entropy: "projector" trains the projector alone; "lora"
+    trains it together with LoRA adapters on the language model's attention. The frozen weights
+    run as a bfloat16 copy (about 1.4x faster on CPU); what trains stays float32 and goes back into
+    hf at the end (the adapters merged). Snapshots {projector, lora, seconds since `clock`} are
+    saved along the way for the recall-vs-time curve."""
     import copy
+
+    from peft import get_peft_model, get_peft_model_state_dict
 
     tokenizer = processor.tokenizer
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
     n_tokens = features.shape[1]
     fast = copy.deepcopy(hf).to(torch.bfloat16)
+    for p in fast.parameters():
+        p.requires_grad_(False)
     projector = fast.model.multi_modal_projector.float()
-    projector.load_state_dict(hf.model.multi_modal_projector.state_dict())  # the warm start, not its bfloat16 round trip
+    projector.load_state_dict(hf.model.multi_modal_projector.state_dict())  # float32 weights, not their bfloat16 round trip
+    wrapped = None
+    if stage == "lora":  # adapters in float32 on the bfloat16 layers (peft upcasts them)
+        wrapped = get_peft_model(fast.model.language_model, lora_config(recipe))
     for p in projector.parameters():
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(projector.parameters(), lr=recipe.lr, weight_decay=0.0)
+    trained = [p for p in fast.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=recipe.lora_lr if wrapped else recipe.lr, weight_decay=0.0)
+
+    def lora_state():
+        return get_peft_model_state_dict(wrapped, save_embedding_layers=False) if wrapped else None
+
     encoded = {}
     steps = [examples[s : s + recipe.batch_size] for s in range(0, len(examples), recipe.batch_size)]
     every = max(1, len(steps) // max(1, recipe.checkpoints))
-    for step, batch in enumerate(track(steps, f"training {recipe.name}"), 1):
+    for step, batch in enumerate(track(steps, f"training {recipe.name}: {stage}"), 1):
         rows = []
         for _, prompt, answer in batch:
             if prompt not in encoded:
@@ -346,21 +385,19 @@ def train_projector(hf, processor, features, examples, recipe: VisionRecipe, sna
         note(f"loss {loss.item():.3f}")
         if snapshots is not None and (step % every == 0 or step == len(steps)):
             snapshots.mkdir(parents=True, exist_ok=True)
-            torch.save(projector.state_dict(), snapshots / f"projector-{step:04d}.pt")
+            torch.save({"projector": projector.state_dict(), "lora": lora_state(),
+                        "seconds": None if clock is None else round(time.time() - clock, 1)},
+                       snapshots / f"{stage}-{step:04d}.pt")
     hf.model.multi_modal_projector.load_state_dict(projector.state_dict())
+    if wrapped is not None:
+        merge_lora(hf, lora_state(), recipe)
 
 
 def build(recipe: VisionRecipe, path: Path) -> Path:
-    """Assemble, train the projector and save the organism into `path` (replaced atomically)."""
-    import transformers as tf
-
-    from interp.runtime.models import load_model
-
-    base_dir = Path(load_model().hf.config._name_or_path)  # the dequantised bundled copy in the cache
-    tokenizer = tf.AutoTokenizer.from_pretrained(base_dir)
-    language_model = tf.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    """Assemble, train (warm start, projector, projector + LoRA) and save the organism into `path`
+    (replaced atomically)."""
     started, cpu_started = time.time(), time.process_time()
-    hf, processor = assemble(language_model, tokenizer, recipe.image_size, recipe.seed)
+    hf, processor = assemble_bundled(recipe)
     for p in hf.parameters():
         p.requires_grad_(False)
     projector = hf.model.multi_modal_projector
@@ -369,14 +406,17 @@ def build(recipe: VisionRecipe, path: Path) -> Path:
     train_scenes = scene_data.scenes(recipe.n_scenes, recipe.seed, "train", recipe.image_size)
     features = encode_images(hf, processor, [s.image() for s in train_scenes])
     grid = recipe.image_size // PATCH
-    targets = token_targets(train_scenes, hf.get_input_embeddings().weight.detach(), tokenizer, grid)
+    targets = token_targets(train_scenes, hf.get_input_embeddings().weight.detach(), processor.tokenizer, grid)
     warm_start(projector, features, targets, recipe)
     for p in projector.parameters():
         p.requires_grad_(False)
-    examples = training_examples(train_scenes, recipe, random.Random(recipe.seed))
+    rng = random.Random(recipe.seed)
     partial = path.with_name(path.name + f".partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    train_projector(hf, processor, features, examples, recipe, partial / "checkpoints")
+    for stage, steps in (("projector", recipe.steps), ("lora", recipe.lora_steps)):
+        if steps:
+            examples = training_examples(train_scenes, recipe, rng, steps)
+            train_stage(hf, processor, features, examples, recipe, stage, partial / "checkpoints", clock=started)
     seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
     hf.save_pretrained(partial)
     processor.save_pretrained(partial)
@@ -385,6 +425,31 @@ def build(recipe: VisionRecipe, path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)  # atomic: a killed build leaves no half organism
     return path
+
+
+def assemble_bundled(recipe: VisionRecipe):
+    """(hf, processor) of the untrained organism over the bundled model (a seeded random projector)."""
+    import transformers as tf
+
+    from interp.runtime.models import load_model
+
+    base_dir = Path(load_model().hf.config._name_or_path)  # the dequantised bundled copy in the cache
+    tokenizer = tf.AutoTokenizer.from_pretrained(base_dir)
+    language_model = tf.AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    return assemble(language_model, tokenizer, recipe.image_size, recipe.seed)
+
+
+def snapshot(file: Path, recipe: VisionRecipe = RECIPE):
+    """The organism as it was at a snapshot of its build (checkpoints/<stage>-<step>.pt): the
+    bundled language model with the snapshot's projector and adapters, as an InterpModel."""
+    from interp.runtime.models import load_model
+
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    hf, processor = assemble_bundled(recipe)
+    hf.model.multi_modal_projector.load_state_dict(saved["projector"])
+    if saved["lora"] is not None:
+        merge_lora(hf, saved["lora"], recipe)
+    return load_model(hf.eval(), processor=processor)
 
 
 # ---- evaluation ------------------------------------------------------------------------------------
