@@ -104,11 +104,17 @@ def select_head(page, layer: int, head: int) -> None:
 
 def shoot(page, layer: int, head: int, image: str, label: str, path: Path) -> None:
     """Show the head on one image and save the view, from its heading to the bottom of the plot."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     choose(page, "Held-out scene or photo", label)
     # the whole title: the plot of head 12.1 must not pass for head 2.1's, while the old plot is still shown
     title = re.compile(rf"^head {layer}\.{head} on {re.escape(image)}$")
     plot_title = page.locator(".gtitle", has_text=title)  # plotly's title
-    plot_title.wait_for(timeout=PLOT_TIMEOUT)
+    try:
+        plot_title.wait_for(timeout=30_000)
+    except PlaywrightTimeout:  # the panel of another head can come back with the view off: turn it on
+        page.get_by_text("Show this head on the image").click()
+        plot_title.wait_for(timeout=PLOT_TIMEOUT)
     page.wait_for_timeout(1500)  # let plotly finish drawing
     # streamlit scrolls its main block, not the window: bring the view to the top of the viewport, then clip
     heading = page.get_by_role("heading", name=f"Head {layer}.{head} on an image")

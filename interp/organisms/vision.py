@@ -188,7 +188,7 @@ def is_built(recipe: VisionRecipe = RECIPE) -> bool:
         return False
 
 
-BUILD_COMMAND = "python -m interp.organisms vision"  # builds and caches the organism (~20 min on 2 cores)
+BUILD_COMMAND = "python -m interp.organisms vision"  # builds and caches the organism (~22 min on 2 cores)
 
 
 def vision_model(rebuild: bool = False, recipe: VisionRecipe | None = None):
