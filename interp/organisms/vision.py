@@ -154,7 +154,7 @@ class VisionRecipe:
     steps: int = 200  # stage 1, the projector alone (captions, yes/no, attribute questions): ~3 s a step on 2 cores
     batch_size: int = 32
     lr: float = 2e-3  # flat
-    lora_steps: int = 200  # stage 2: the projector and LoRA adapters on the language model's attention, together
+    lora_steps: int = 260  # stage 2: the projector and LoRA adapters on the language model's attention, together
     lora_rank: int = 16
     lora_lr: float = 1e-3
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -188,7 +188,7 @@ def is_built(recipe: VisionRecipe = RECIPE) -> bool:
         return False
 
 
-BUILD_COMMAND = "python -m interp.organisms vision"  # builds and caches the organism (~22 min on 2 cores)
+BUILD_COMMAND = "python -m interp.organisms vision"  # builds and caches the organism (~26 min on 2 cores)
 
 
 def vision_model(rebuild: bool = False, recipe: VisionRecipe | None = None):
