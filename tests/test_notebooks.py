@@ -362,3 +362,17 @@ def test_notebook_runs_and_shows_its_result(path):
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     CHECKS[path.stem](Executed(notebook))
+
+
+@check("patching")
+def _(nb):
+    compared = nb.table("compared = top.merge(")
+    assert len(compared) == 10
+    # the exact patch of the heads attribution ranks first: rank agreement printed from the table itself
+    rho = float(nb.stdout("compared = top.merge(").split(": ")[-1])
+    assert rho == pytest.approx(compared[["score_attribution", "score_exact"]].corr("spearman").iloc[0, 1], abs=0.01)
+    assert abs(compared["score_exact"].iloc[0]) > 0.05  # the top head matters when really patched
+    assert_heatmap_shows(heatmap(nb.figure("attribution = patching.gradient_scores(")), compared.rename(
+        columns={"score_attribution": "score"}), "score")
+    path = nb.stdout("sender = (")
+    assert path.startswith("path ") or "no later top head" in path
