@@ -308,7 +308,6 @@ def image_attention(model, inputs: dict, layer: int, head: int, position: int = 
     return row[image].reshape(side, side)
 
 
-
 def image_as_seen(model, image):
     """The image as the model's processor hands it to the encoder (resized and cropped, not
     normalized): the area image_attention's grid covers, for drawing the grid over it (a
@@ -320,6 +319,7 @@ def image_as_seen(model, image):
         raise InterpError("no image processor: load a vision-language model with its processor (load_model(path))")
     pixels = processor(image.convert("RGB"), do_normalize=False, do_rescale=False, return_tensors="np")["pixel_values"][0]
     return Image.fromarray(pixels.transpose(1, 2, 0).clip(0, 255).astype("uint8"))
+
 
 # ---- data: counterfactual-context questions -------------------------------------------------------
 

@@ -439,12 +439,14 @@ def assemble_bundled(recipe: VisionRecipe):
     return assemble(language_model, tokenizer, recipe.image_size, recipe.seed)
 
 
-def snapshot(file: Path, recipe: VisionRecipe = RECIPE):
-    """The organism as it was at a snapshot of its build (checkpoints/<stage>-<step>.pt): the
-    bundled language model with the snapshot's projector and adapters, as an InterpModel."""
+def snapshot(saved: Path | dict, recipe: VisionRecipe = RECIPE):
+    """The organism as it was at a snapshot of its build (checkpoints/<stage>-<step>.pt, or that
+    file already loaded): the bundled language model with the snapshot's projector and adapters,
+    as an InterpModel."""
     from interp.runtime.models import load_model
 
-    saved = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict):
+        saved = torch.load(saved, map_location="cpu", weights_only=True)
     hf, processor = assemble_bundled(recipe)
     hf.model.multi_modal_projector.load_state_dict(saved["projector"])
     if saved["lora"] is not None:
